@@ -1,0 +1,70 @@
+"""python -m superconsistency --config=configs/NAME.py --workdir=DIR [--config.a.b=value ...] [--overwrite]
+
+A thin entry point: parse, validate, hand over to runner.run. Bad input exits with code 2 and one line that names
+the field, before anything is written.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/NAME.py).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for config.json, metrics.csv, summary.json and plots.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --workdir.')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar over the compiled chunks.')
+
+
+def _one_line(e):
+  text = str(e.args[0]) if e.args else type(e).__name__
+  text = text.replace('\\n', ' ').replace("\\'", "'")
+  words = text.split()
+  if words:
+    words[0] = words[0].strip("'\"")
+  return ' '.join(words)
+
+
+def _fail(message):
+  print(f'error: {message}', file=sys.stderr)
+  return 2
+
+
+def main(argv=None) -> int:
+  argv = sys.argv if argv is None else argv
+  try:
+    flags.FLAGS(argv)
+    cfg = _CONFIG.value
+    if cfg is None:
+      return _fail('--config is required, e.g. --config=configs/quickstart.py')
+    cfg.to_dict()   # the config file is loaded lazily: load it now so its errors surface here
+  except flags.Error as e:   # unknown flag, unparsable value
+    return _fail(str(e).splitlines()[0])
+  except KeyError as e:      # unknown field in a locked config (a typo in --config.x=y)
+    return _fail(f'--config: unknown field {_one_line(e)}')
+  except OSError as e:       # missing or broken config file
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return _fail(f'--config: could not load the config file: {lines[-1] if lines else e}')
+  except (ValueError, AttributeError, TypeError) as e:   # e.g. a typo in --config.x=y on a locked config
+    text = _one_line(e)
+    if 'Did you mean' in text:
+      text = 'unknown field ' + text
+    return _fail(f'--config: {text}')
+  if not _WORKDIR.value:
+    return _fail('--workdir is required, e.g. --workdir=runs/quickstart')
+  from superconsistency import config as config_lib
+  from superconsistency import runner
+  try:
+    summary = runner.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
+  except config_lib.ConfigError as e:
+    return _fail(str(e))
+  for name, t in summary['transfer'].items():
+    print(f'{name}: best lr per width {dict(zip(t["widths"], t["best_lrs"]))}, '
+          f'shift {t["best_lr_shift_grid_steps"]} grid steps')
+  print(f'wrote {_WORKDIR.value} in {summary["wall_time_s"]["total"]:.0f} s')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

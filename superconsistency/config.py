@@ -1,0 +1,145 @@
+"""Config defaults and validation. Experiment files in configs/ start from `defaults()` and change a few fields.
+
+Every field a run reads is here, so a locked config turns a typo in `--config.x=y` into an error.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from superconsistency import data as data_lib
+from superconsistency import models
+from superconsistency import parameterization as pz
+
+OPTIMIZERS = ('sgd', 'adam')
+SOLVERS = ('lanczos', 'power')
+DTYPES = ('float32', 'float64')
+SELECT_BY = ('train_loss', 'eval_loss')
+
+
+class ConfigError(ValueError):
+  """A config field that cannot run. str() is one line naming the field and what is allowed."""
+
+  def __init__(self, field, message):
+    super().__init__(f'config.{field}: {message}')
+    self.field = field
+
+
+def defaults() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                       # offset added to every lane seed
+  c.dtype = 'float32'              # 'float64' enables jax x64 for the whole run
+  c.model = dict(name='mlp', activation='relu', layers_per_block=1)
+  c.widths = (64, 128, 256, 512)
+  c.depths = (3,)                  # mlp: weight layers; res_convnet: blocks per stage; simple_convnet: ignored
+  c.parameterizations = ('mup', 'ntk')
+  c.param = dict(alpha=0.5, beta=1.0, center=False, lr_convention='sc')
+  c.loss = 'cross_entropy'         # or 'mse' (one-hot targets, mean over batch × classes)
+  c.optimizer = dict(name='sgd', momentum=0.0, b1=0.9, b2=0.999, eps=1e-8, warmup_steps=0)
+  # The sweep: every (lr, gamma0, seed) combination is one lane of one vmapped program.
+  c.sweep = dict(lrs=dict(sp=(0.1,), ntk=(1.0,), mup=(0.1,), depth_mup=(0.1,)), gamma0s=(1.0,), seeds=(0,))
+  c.num_steps = 200
+  c.measure_every = 20             # steps per compiled chunk; one measurement at the end of each
+  c.measure = dict(loss_batch=512, sharpness_batch=256, solver='lanczos', num_iters=20)
+  c.data = dict(name='mnist1d', mode='epoch', batch_size=64, num_train=4000, num_eval=1000, seed=0)
+  c.loss_cap = 1e3                 # a lane whose batch loss exceeds this (or is not finite) is frozen as diverged
+  c.select_by = 'train_loss'       # which final loss picks the best learning rate
+  c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
+                       lr=dict(sgd=0.05, adam=0.002))
+  c.plot = dict(trajectory_lrs=dict(sp=0.0, ntk=0.0, mup=0.0, depth_mup=0.0))  # 0: best lr at the smallest width
+  return c
+
+
+def _require(cond, field, message):
+  if not cond:
+    raise ConfigError(field, message)
+
+
+def validate(c) -> None:
+  """Raises ConfigError on the first field that cannot run."""
+  _require(c.dtype in DTYPES, 'dtype', f'{c.dtype!r} is not allowed; allowed: {", ".join(DTYPES)}')
+  _require(c.model.name in models.ARCHITECTURES, 'model.name',
+           f'unknown model {c.model.name!r}; allowed: {", ".join(models.ARCHITECTURES)}')
+  _require(c.model.activation in models.ACTIVATIONS, 'model.activation',
+           f'unknown activation {c.model.activation!r}; allowed: {", ".join(models.ACTIVATIONS)}')
+  _require(len(c.widths) > 0, 'widths', 'is empty; give at least one width, e.g. (64, 128)')
+  for w in c.widths:
+    _require(isinstance(w, int) and w >= 1, 'widths', f'{w!r} is not a positive integer width')
+  _require(len(c.depths) > 0, 'depths', 'is empty; give at least one depth')
+  for d in c.depths:
+    _require(isinstance(d, int) and d >= 1, 'depths', f'{d!r} is not a positive integer depth')
+    if c.model.name == 'mlp':
+      _require(d >= 2, 'depths', f'mlp depth counts weight layers and must be >= 2, got {d}')
+  _require(c.model.layers_per_block >= 1, 'model.layers_per_block', 'must be >= 1')
+  _require(len(c.parameterizations) > 0, 'parameterizations', f'is empty; allowed: {", ".join(pz.NAMES)}')
+  for p in c.parameterizations:
+    _require(p in pz.NAMES, 'parameterizations', f'unknown parameterization {p!r}; allowed: {", ".join(pz.NAMES)}')
+    if p == 'depth_mup':
+      _require(c.model.name == 'res_convnet', 'parameterizations',
+               f'depth_mup needs a model with residual branches (res_convnet), not {c.model.name!r}')
+    lrs = c.sweep.lrs[p]
+    _require(len(lrs) > 0, f'sweep.lrs.{p}', 'is empty; give at least one learning rate')
+    for lr in lrs:
+      _require(lr > 0, f'sweep.lrs.{p}', f'learning rates must be > 0, got {lr!r}')
+  _require(c.param.lr_convention in pz.LR_CONVENTIONS, 'param.lr_convention',
+           f'{c.param.lr_convention!r} is not allowed; allowed: {", ".join(pz.LR_CONVENTIONS)}')
+  _require(c.param.alpha >= 0, 'param.alpha', 'must be >= 0')
+  _require(c.loss in models.LOSSES, 'loss', f'unknown loss {c.loss!r}; allowed: {", ".join(models.LOSSES)}')
+  _require(c.optimizer.name in OPTIMIZERS, 'optimizer.name',
+           f'unknown optimizer {c.optimizer.name!r}; allowed: {", ".join(OPTIMIZERS)}')
+  _require(0 <= c.optimizer.momentum < 1, 'optimizer.momentum', 'must be in [0, 1)')
+  _require(c.optimizer.warmup_steps >= 0, 'optimizer.warmup_steps', 'must be >= 0')
+  _require(len(c.sweep.gamma0s) > 0, 'sweep.gamma0s', 'is empty; give at least one gamma0, e.g. (1.0,)')
+  for g in c.sweep.gamma0s:
+    _require(g > 0, 'sweep.gamma0s', f'gamma0 must be > 0, got {g!r}')
+  _require(len(c.sweep.seeds) > 0, 'sweep.seeds', 'is empty; give at least one seed, e.g. (0,)')
+  _require(c.num_steps >= 1, 'num_steps', 'must be >= 1')
+  _require(c.measure_every >= 1, 'measure_every', 'must be >= 1')
+  _require(c.num_steps % c.measure_every == 0, 'num_steps',
+           f'{c.num_steps} is not a multiple of measure_every={c.measure_every}')
+  m = c.measure
+  _require(m.solver in SOLVERS, 'measure.solver', f'unknown solver {m.solver!r}; allowed: {", ".join(SOLVERS)}')
+  _require(m.num_iters >= 1, 'measure.num_iters', 'must be >= 1')
+  _require(m.loss_batch >= 1 and m.sharpness_batch >= 1, 'measure', 'loss_batch and sharpness_batch must be >= 1')
+  d = c.data
+  _require(d.name in data_lib.DATASETS, 'data.name',
+           f'unknown dataset {d.name!r}; allowed: {", ".join(data_lib.DATASETS)}')
+  _require(d.mode in data_lib.MODES, 'data.mode', f'unknown mode {d.mode!r}; allowed: {", ".join(data_lib.MODES)}')
+  _require(d.batch_size >= 1, 'data.batch_size', 'must be >= 1')
+  if d.mode == 'epoch':
+    _require(d.num_train >= d.batch_size, 'data.num_train',
+             f'{d.num_train} training examples cannot fill one batch of {d.batch_size}')
+    _require(d.num_train >= max(m.loss_batch, m.sharpness_batch), 'data.num_train',
+             'must be >= measure.loss_batch and measure.sharpness_batch (they are drawn from the training set)')
+  _require(d.num_eval >= 1, 'data.num_eval', 'must be >= 1')
+  if c.model.name in ('simple_convnet', 'res_convnet'):
+    _require(d.name == 'synthetic_images', 'data.name', f'{c.model.name} needs image data (synthetic_images)')
+  _require(c.select_by in SELECT_BY, 'select_by', f'{c.select_by!r} is not allowed; allowed: {", ".join(SELECT_BY)}')
+  _require(c.loss_cap > 0, 'loss_cap', 'must be > 0')
+  cc = c.coord_check
+  if cc.enabled:
+    _require(len(cc.widths) >= 2, 'coord_check.widths', 'needs at least two widths to fit a slope')
+    _require(cc.steps >= 1, 'coord_check.steps', 'must be >= 1')
+
+
+def check_workdir(workdir: str, overwrite: bool) -> None:
+  """Fails before any work if the workdir is finished (unless overwrite) or cannot be written.
+
+  Proves writability by creating the directory and a probe file; removes what it created if that fails.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError('workdir', f'{workdir} exists and is not a directory')
+  if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
+    raise ConfigError('workdir', f'{workdir} holds a finished run; pass --overwrite to replace it or choose another')
+  existed = os.path.isdir(workdir)
+  probe = os.path.join(workdir, '.write_probe')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    if not existed and os.path.isdir(workdir):
+      os.rmdir(workdir)
+    raise ConfigError('workdir', f'{workdir} cannot be written ({e.strerror or e})') from None

@@ -1,0 +1,155 @@
+"""Plots of a workdir, drawn from its files only: `python -m superconsistency.plot WORKDIR`.
+
+sharpness.png    per parameterization: (η/η0)·λ_max over training, one curve per width, with the 2/η0 line
+                 (the edge of stability in η0 units), and the train loss below; at one learning rate per panel
+transfer.png     final loss against base learning rate, one curve per width (learning-rate transfer)
+coord_check.png  RMS of each layer's change after a few steps against width, log-log
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from superconsistency import results  # noqa: E402
+
+
+def _size_label(width, depth, depths):
+  return f'N={width}' + (f', depth={depth}' if len(depths) > 1 else '')
+
+
+def trajectory_lr(cfg, summary, p):
+  """The configured trajectory rate (nearest grid value), else the best rate at the smallest width."""
+  grid = sorted(cfg['sweep']['lrs'][p])
+  wanted = cfg['plot']['trajectory_lrs'].get(p, 0.0)
+  if not wanted:
+    groups = sorted((g for g in summary['groups'] if g['parameterization'] == p and math.isfinite(g['best_lr'])),
+                    key=lambda g: (g['width'], g['depth']))
+    wanted = groups[0]['best_lr'] if groups else grid[len(grid) // 2]
+  return min(grid, key=lambda lr: abs(math.log(lr / wanted)))
+
+
+def plot_sharpness(rows, cfg, summary, path):
+  params = list(dict.fromkeys(r['parameterization'] for r in rows))
+  depths = sorted({r['depth'] for r in rows})
+  fig, axes = plt.subplots(2, len(params), figsize=(5 * len(params), 7), squeeze=False, sharex=True)
+  for col, p in enumerate(params):
+    lr = trajectory_lr(cfg, summary, p)
+    sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr]
+    sizes = sorted({(r['width'], r['depth']) for r in sel})
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
+    threshold = sel[0]['lr_sharpness_threshold'] if sel else 2.0
+    for c, (w, d) in zip(colors, sizes):
+      by_step = defaultdict(list)
+      for r in sel:
+        if (r['width'], r['depth']) == (w, d):
+          by_step[r['step']].append(r)
+      steps = sorted(by_step)
+      sharp = [np.nanmean([r['lr_sharpness'] / r['lr'] for r in by_step[s]]) for s in steps]
+      loss = [np.nanmean([r['train_loss'] for r in by_step[s]]) for s in steps]
+      axes[0, col].plot(steps, sharp, color=c, marker='.', label=_size_label(w, d, depths))
+      axes[1, col].plot(steps, loss, color=c, marker='.')
+    if math.isfinite(threshold):
+      axes[0, col].axhline(threshold / lr, color='k', ls='--', lw=1, label=f'{threshold:g}/η0')
+    axes[0, col].set_title(f'{p}, η0 = {lr:g}')
+    axes[0, col].set_ylabel('(η/η0)·λ_max')
+    axes[1, col].set_ylabel('train loss')
+    axes[1, col].set_xlabel('step')
+    axes[0, col].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_transfer(rows, select_by, path):
+  finals = results.final_losses(rows, select_by)
+  params = list(dict.fromkeys(r['parameterization'] for r in rows))
+  depths = sorted({r['depth'] for r in rows})
+  fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
+  for col, p in enumerate(params):
+    ax = axes[0, col]
+    groups = sorted((g for g in finals if g[0] == p), key=lambda g: (g[2], g[1]))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
+    for c, g in zip(colors, groups):
+      lrs = sorted(finals[g])
+      losses = np.array([finals[g][lr][0] for lr in lrs])
+      ax.plot(lrs, losses, color=c, marker='o', label=_size_label(g[2], g[1], depths))
+      if np.isfinite(losses).any():
+        i = int(np.nanargmin(losses))
+        ax.plot([lrs[i]], [losses[i]], marker='*', ms=14, color=c, mec='k')
+      div = [lr for lr in lrs if finals[g][lr][1]]
+      if div:
+        top = np.nanmax(losses) if np.isfinite(losses).any() else 1.0
+        ax.plot(div, [top] * len(div), 'x', color=c)
+    ax.set_xscale('log')
+    ax.set_xlabel('base learning rate η0')
+    ax.set_ylabel(f'final {select_by}')
+    ax.set_title(f'{p} (★ best, × diverged)')
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_coord_check(rows, path):
+  """Top: RMS of each layer's output at init; bottom: RMS of its change after a few steps; both against width."""
+  params = list(dict.fromkeys(r['parameterization'] for r in rows))
+  fig, axes = plt.subplots(2, len(params), figsize=(5 * len(params), 7), squeeze=False, sharex=True)
+  for col, p in enumerate(params):
+    sel = [r for r in rows if r['parameterization'] == p]
+    for layer in dict.fromkeys(r['layer'] for r in sel):
+      rs = sorted((r for r in sel if r['layer'] == layer), key=lambda r: r['width'])
+      widths = [r['width'] for r in rs]
+      label = f'{layer} ({rs[0]["kind"]})'
+      axes[0, col].plot(widths, [r['act_rms'] for r in rs], marker='o', label=label)
+      axes[1, col].plot(widths, [r['delta_rms'] for r in rs], marker='o', label=label)
+    axes[0, col].set_title(f'{p}, {sel[0]["optimizer"]}' if sel else p)
+    axes[0, col].set_ylabel('RMS of layer output at init')
+    axes[1, col].set_ylabel('RMS of change since init')
+    axes[1, col].set_xlabel('width N')
+    for ax in axes[:, col]:
+      ax.set_xscale('log', base=2)
+      ax.set_yscale('log')
+    axes[1, col].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_workdir(workdir, summary=None):
+  with open(os.path.join(workdir, 'config.json')) as f:
+    cfg = json.load(f)
+  if summary is None:
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      summary = json.load(f)
+  rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
+  plot_sharpness(rows, cfg, summary, os.path.join(workdir, 'sharpness.png'))
+  plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'transfer.png'))
+  cc = os.path.join(workdir, 'coord_check.csv')
+  if os.path.exists(cc):
+    plot_coord_check(results.read_csv(cc), os.path.join(workdir, 'coord_check.png'))
+
+
+def main(argv):
+  if len(argv) < 2:
+    print('usage: python -m superconsistency.plot WORKDIR [WORKDIR ...]', file=sys.stderr)
+    return 2
+  for workdir in argv[1:]:
+    if not os.path.exists(os.path.join(workdir, 'summary.json')):
+      print(f'error: {workdir} has no summary.json (not a finished run)', file=sys.stderr)
+      return 2
+    plot_workdir(workdir)
+    print(f'wrote plots to {workdir}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))

@@ -1,0 +1,103 @@
+"""Runs a config end to end: the sweep over parameterizations × depths × widths, the coordinate check, the
+summary and the plots, all written into one workdir through `results`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from superconsistency import config as config_lib
+from superconsistency import coord_check
+from superconsistency import data as data_lib
+from superconsistency import models
+from superconsistency import parameterization as pz
+from superconsistency import results
+from superconsistency import train
+
+OUTPUTS = ('metrics.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
+           'sharpness.png', 'transfer.png', 'coord_check.png')
+
+
+def _param(cfg, name):
+  return pz.Parameterization(name, alpha=cfg.param.alpha, beta=cfg.param.beta, center=cfg.param.center,
+                             lr_convention=cfg.param.lr_convention)
+
+
+def _progress_bar(total, enabled):
+  if not enabled:
+    return None, None
+  from tqdm import tqdm
+  bar = tqdm(total=total, unit='chunk', file=sys.stderr, dynamic_ncols=True)
+  return bar, bar.update
+
+
+def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
+  """Validates everything before touching the workdir; returns the summary."""
+  config_lib.validate(cfg)
+  config_lib.check_workdir(workdir, overwrite)
+  if cfg.dtype == 'float64':
+    jax.config.update('jax_enable_x64', True)
+  dtype = jnp.dtype(cfg.dtype)
+  os.makedirs(workdir, exist_ok=True)
+  for name in OUTPUTS:   # a rerun replaces an unfinished (or, with --overwrite, a finished) run entirely
+    if os.path.exists(os.path.join(workdir, name)):
+      os.remove(os.path.join(workdir, name))
+  resolved = cfg.to_dict()
+  resolved['_versions'] = dict(jax=jax.__version__, backend=jax.default_backend(), devices=jax.device_count())
+  results.write_json(os.path.join(workdir, 'config.json'), resolved)
+
+  start = time.time()
+  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch)
+  data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
+  depths = cfg.depths if cfg.model.name != 'simple_convnet' else (1,)
+  chunks = cfg.num_steps // cfg.measure_every
+  bar, update = _progress_bar(len(cfg.parameterizations) * len(depths) * len(cfg.widths) * chunks, progress)
+  writer = results.MetricsWriter(workdir)
+  threshold = train.stability_threshold(cfg.optimizer)
+  for p_name in cfg.parameterizations:
+    param = _param(cfg, p_name)
+    lrs = tuple(cfg.sweep.lrs[p_name])
+    hp = train.lane_grid(lrs, cfg.sweep.gamma0s, cfg.sweep.seeds, dtype, cfg.seed)
+    for depth in depths:
+      for width in cfg.widths:
+        if bar:
+          bar.set_description(f'{p_name} depth={depth} width={width}')
+        model = models.make_model(cfg.model, data.spec, width, depth, param, dtype)
+        steps, metrics, diverged_step = train.run_sweep(model, data, cfg, hp, update)
+        rows = []
+        for lane in range(hp.lr.shape[0]):
+          for j, step in enumerate(steps):
+            dstep = int(diverged_step[lane])
+            diverged = dstep >= 0 and dstep < step
+            row = dict(parameterization=p_name, width=width, depth=depth, optimizer=cfg.optimizer.name,
+                       lr_convention=cfg.param.lr_convention, lr=float(hp.lr[lane]), gamma0=float(hp.gamma0[lane]),
+                       seed=int(hp.seed[lane]), step=int(step), lr_sharpness_threshold=threshold,
+                       diverged=int(diverged), diverged_step=dstep)
+            for k in train.METRICS:   # a frozen lane's numbers describe its last good parameters: hide them
+              row[k] = float('nan') if diverged else float(metrics[k][lane, j])
+            rows.append(row)
+        writer.write(rows)
+  if bar:
+    bar.close()
+  train_time = time.time() - start
+
+  if cfg.coord_check.enabled:
+    cc_rows, cc_slopes = [], []
+    for p_name in cfg.parameterizations:
+      r, s = coord_check.run(cfg, data, _param(cfg, p_name), depths[0])
+      cc_rows += r
+      cc_slopes += s
+    results.MetricsWriter(workdir, coord_check.ROW_COLUMNS, 'coord_check.csv').write(cc_rows)
+    results.MetricsWriter(workdir, coord_check.SLOPE_COLUMNS, 'coord_check_slopes.csv').write(cc_slopes)
+
+  summary = results.summarize(results.read_csv(os.path.join(workdir, 'metrics.csv')), cfg.select_by)
+  summary['wall_time_s'] = dict(sweep=round(train_time, 1), total=round(time.time() - start, 1))
+  summary['lr_convention'] = cfg.param.lr_convention
+  if plots:
+    from superconsistency import plot
+    plot.plot_workdir(workdir, summary)
+  results.write_json(os.path.join(workdir, 'summary.json'), summary)   # last: marks the run finished
+  return summary

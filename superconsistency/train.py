@@ -1,0 +1,212 @@
+"""One lane trains one network; `vmap` turns a grid of lanes into one compiled program.
+
+A lane is one (base learning rate η0, γ0, seed). Everything a lane does between two measurements — drawing its
+batches, `measure_every` optimizer steps, and the measurement itself (losses, λ_max by Hessian-vector products) —
+is one jitted function, so the host only sees the loop over chunks. Width, depth and parameterization change
+shapes, so they are fixed per program (see runner.py for the loop over them).
+
+A lane whose loss is non-finite or above `loss_cap` is frozen at its last good parameters and remembers the step
+at which it diverged; vmapped lanes share no arithmetic, so this never changes another lane's numbers.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from superconsistency import models
+from superconsistency import parameterization as pz
+from superconsistency import spectra
+
+METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness')
+
+
+class LaneHparams(NamedTuple):
+  """Traced per-lane values; a sweep stacks them along a leading lane axis."""
+  lr: jax.Array       # base learning rate η0
+  gamma0: jax.Array
+  seed: jax.Array     # int32
+
+
+@flax.struct.dataclass
+class LaneState:
+  params: dict
+  params0: dict              # frozen initial parameters (used when the output is centered)
+  opt_state: optax.OptState
+  data_key: jax.Array
+  step: jax.Array            # optimizer steps taken
+  diverged_step: jax.Array   # step whose update was rejected, −1 while healthy
+  loss_sum: jax.Array        # sum of batch losses since the last measurement
+  loss_count: jax.Array
+  power_vec: jax.Array       # warm start for power iteration (flat parameter vector)
+
+
+class LaneProgram(NamedTuple):
+  """Pure single-lane functions; `run_sweep` vmaps and jits them."""
+  init: callable      # hp -> state
+  chunk: callable     # (state, hp, arrays) -> (state, metrics): measure_every steps, then one measurement
+  measure: callable   # (state, hp, arrays) -> metrics
+  step: callable      # (state, hp, arrays) -> state
+
+
+def make_optimizer(opt_cfg, model: models.Model):
+  """optax transformation + per-layer learning-rate multipliers (a function of traced γ0) + Adam gradient scales."""
+  p, kinds = model.param, model.kinds
+  if opt_cfg.name == 'sgd':
+    tx = optax.trace(decay=opt_cfg.momentum) if opt_cfg.momentum > 0 else optax.identity()
+    grad_scale = None
+  elif opt_cfg.name == 'adam':
+    tx = optax.scale_by_adam(b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps)
+    grad_scale = {n: pz.adam_grad_scale(p, k, model.width) for n, k in kinds.items()}
+  else:
+    raise ValueError(f'unknown optimizer {opt_cfg.name!r}; allowed: sgd, adam')
+
+  def lr_multipliers(gamma0):
+    return {n: pz.lr_multiplier(p, k, opt_cfg.name, model.width, model.depth, gamma0) for n, k in kinds.items()}
+  return tx, lr_multipliers, grad_scale
+
+
+def stability_threshold(opt_cfg) -> float:
+  """What lr_sharpness is compared with: 2 for SGD, 2(1+μ) with heavy-ball momentum μ."""
+  return 2.0 * (1.0 + opt_cfg.momentum) if opt_cfg.name == 'sgd' else float('nan')
+
+
+def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
+  loss_fn = models.LOSSES[cfg.loss]
+  tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
+  dtype = jnp.dtype(cfg.dtype)
+  warmup = cfg.optimizer.warmup_steps
+  m = cfg.measure
+
+  def forward(params, params0, x, gamma0):
+    out = model.apply(params, x, gamma0)
+    if model.param.center:
+      out = out - model.apply(jax.lax.stop_gradient(params0), x, gamma0)
+    return out
+
+  def lr_at(hp, step):
+    if warmup == 0:
+      return hp.lr
+    return hp.lr * jnp.minimum(1.0, (step + 1) / warmup)
+
+  def init(hp: LaneHparams) -> LaneState:
+    key = jax.random.PRNGKey(hp.seed)
+    params = model.init(jax.random.fold_in(key, 0))
+    flat, _ = ravel_pytree(params)
+    return LaneState(
+        params=params, params0=params, opt_state=tx.init(params), data_key=jax.random.fold_in(key, 1),
+        step=jnp.zeros((), jnp.int32), diverged_step=-jnp.ones((), jnp.int32),
+        loss_sum=jnp.zeros((), dtype), loss_count=jnp.zeros((), jnp.int32),
+        power_vec=jax.random.normal(jax.random.fold_in(key, 2), flat.shape, dtype))
+
+  def step(state: LaneState, hp: LaneHparams, arrays) -> LaneState:
+    x, y = data.batch(arrays, state.data_key, state.step)
+    loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(p, state.params0, x, hp.gamma0), y))(state.params)
+    if grad_scale is not None:
+      grads = {n: g * grad_scale[n] for n, g in grads.items()}
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
+    new_params = {n: w - (lr * mults[n]) * updates[n] for n, w in state.params.items()}
+    finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(w)) for w in new_params.values()]))
+    bad = ~finite | (loss > cfg.loss_cap)
+    diverged_step = jnp.where((state.diverged_step < 0) & bad, state.step, state.diverged_step)
+    frozen = diverged_step >= 0
+    keep = lambda new, old: jnp.where(frozen, old, new)
+    return state.replace(
+        params=jax.tree.map(keep, new_params, state.params),
+        opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+        step=state.step + 1, diverged_step=diverged_step,
+        loss_sum=state.loss_sum + jnp.where(frozen, 0.0, loss).astype(dtype),
+        loss_count=state.loss_count + jnp.where(frozen, 0, 1))
+
+  def measure(state: LaneState, hp: LaneHparams, arrays):
+    def loss_on(params, x, y):
+      return loss_fn(forward(params, state.params0, x, hp.gamma0), y)
+    xl, yl = arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch]
+    xs, ys = arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch]
+    out_eval = forward(state.params, state.params0, arrays['eval_x'], hp.gamma0)
+    matvec, flat = spectra.flat_hvp(lambda p: loss_on(p, xs, ys), state.params)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
+    lam, vec = spectra.top_eigenvalue(matvec, flat.size, solver=m.solver, num_iters=m.num_iters, key=key,
+                                      dtype=dtype, v0=state.power_vec)
+    lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
+    if cfg.optimizer.name == 'sgd':   # one rate for all layers: λ_max(D½HD½) = rate·λ_max(H)
+      lr_sharpness = lr * next(iter(mults.values())) * lam
+    else:
+      d_sqrt, _ = ravel_pytree({n: jnp.sqrt(lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
+      lr_sharpness, _ = spectra.top_eigenvalue(lambda v: d_sqrt * matvec(d_sqrt * v), flat.size, solver='lanczos',
+                                               num_iters=m.num_iters, key=jax.random.fold_in(key, 1), dtype=dtype)
+    metrics = dict(
+        train_loss=loss_on(state.params, xl, yl),
+        batch_loss=jnp.where(state.loss_count > 0, state.loss_sum / jnp.maximum(state.loss_count, 1), jnp.nan),
+        eval_loss=loss_fn(out_eval, arrays['eval_y']),
+        eval_accuracy=models.accuracy(out_eval, arrays['eval_y']),
+        sharpness=lam, lr_sharpness=lr_sharpness)
+    metrics = {k: v.astype(dtype) for k, v in metrics.items()}
+    new_state = state.replace(loss_sum=jnp.zeros_like(state.loss_sum), loss_count=jnp.zeros_like(state.loss_count),
+                              power_vec=vec.astype(dtype) if m.solver == 'power' else state.power_vec)
+    return new_state, metrics
+
+  def chunk(state, hp, arrays):
+    state = jax.lax.fori_loop(0, cfg.measure_every, lambda _, s: step(s, hp, arrays), state)
+    return measure(state, hp, arrays)
+
+  return LaneProgram(init, chunk, measure, step)
+
+
+def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:
+  """All (lr, γ0, seed) combinations, lr varying slowest. Lane order is the row order of metrics.csv."""
+  grid = [(lr, g, s + seed_offset) for lr in lrs for g in gamma0s for s in seeds]
+  return LaneHparams(lr=jnp.array([r[0] for r in grid], dtype), gamma0=jnp.array([r[1] for r in grid], dtype),
+                     seed=jnp.array([r[2] for r in grid], jnp.int32))
+
+
+def _lane_sharding(num_lanes):
+  devices = jax.devices()
+  if len(devices) == 1 or num_lanes % len(devices):
+    return None
+  mesh = jax.sharding.Mesh(np.array(devices), ('sweep',))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('sweep'))
+
+
+def run_sweep(model, data, cfg, hp: LaneHparams, progress=None):
+  """Trains all lanes of `hp` as one vmapped program. Returns (steps, metrics{name: [lanes, measurements]},
+  diverged_step[lanes]) as numpy arrays. `progress(n)` is called after each compiled chunk."""
+  program = make_lane_program(model, data, cfg)
+  sharding = _lane_sharding(hp.lr.shape[0])
+  if sharding is not None:   # lanes spread over the 'sweep' axis of a device mesh
+    hp = jax.device_put(hp, sharding)
+  init = jax.jit(jax.vmap(program.init))
+  measure = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None)))
+  chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=0)
+  state = init(hp)
+  state, first = measure(state, hp, data.arrays)
+  rows = [jax.device_get(first)]
+  for _ in range(cfg.num_steps // cfg.measure_every):
+    state, metrics = chunk(state, hp, data.arrays)
+    rows.append(jax.device_get(metrics))   # waits for the chunk: the progress bar shows real progress
+    if progress:
+      progress(1)
+  steps = np.arange(len(rows)) * cfg.measure_every
+  metrics = {k: np.stack([r[k] for r in rows], axis=1) for k in METRICS}
+  return steps, metrics, np.asarray(jax.device_get(state.diverged_step))
+
+
+def run_lane(model, data, cfg, lr, gamma0, seed):
+  """One lane alone, un-vmapped (the reference that a vmapped lane must equal)."""
+  program = make_lane_program(model, data, cfg)
+  dtype = jnp.dtype(cfg.dtype)
+  hp = LaneHparams(jnp.asarray(lr, dtype), jnp.asarray(gamma0, dtype), jnp.asarray(seed, jnp.int32))
+  chunk = jax.jit(program.chunk)
+  state, first = jax.jit(program.measure)(jax.jit(program.init)(hp), hp, data.arrays)
+  rows = [jax.device_get(first)]
+  for _ in range(cfg.num_steps // cfg.measure_every):
+    state, metrics = chunk(state, hp, data.arrays)
+    rows.append(jax.device_get(metrics))
+  return {k: np.array([r[k] for r in rows]) for k in METRICS}, int(state.diverged_step)
