@@ -2,7 +2,7 @@
 
 Measures, in one run on the current machine, and writes a Markdown report (also printed):
 
-1. Vmapped sweep vs sequential lanes. MLP on MNIST-1D (width 256, depth 3, SGD, μP), 16 lanes = 16 base learning
+1. Vmapped sweep vs sequential lanes. MLP on MNIST-1D (widths 64 and 256, depth 3, SGD, μP), 16 lanes = 16 base learning
    rates log-spaced over 0.05..2.0, with the in-loop measurement (losses, λ_max by Lanczos on Hessian-vector
    products) every `measure_every` steps exactly as a real run does it.
    - vmapped:    one program over all 16 lanes, built as `train.run_sweep` builds it (jit(vmap(...)), chunk donated).
@@ -45,10 +45,10 @@ from superconsistency import parameterization as pz  # noqa: E402
 from superconsistency import spectra  # noqa: E402
 from superconsistency import train as T  # noqa: E402
 
-FULL = dict(width=256, depth=3, num_lanes=16, num_steps=100, measure_every=25, sharpness_batch=128, num_iters=10,
+FULL = dict(widths=(64, 256), depth=3, num_lanes=16, num_steps=100, measure_every=25, sharpness_batch=128, num_iters=10,
             loss_batch=512, num_train=4000, num_eval=1000,
             hvp_widths=(256, 1024), hvp_batch=256, hvp_reps=20)
-QUICK = dict(width=32, depth=3, num_lanes=4, num_steps=10, measure_every=5, sharpness_batch=32, num_iters=3,
+QUICK = dict(widths=(32,), depth=3, num_lanes=4, num_steps=10, measure_every=5, sharpness_batch=32, num_iters=3,
              loss_batch=64, num_train=256, num_eval=64,
              hvp_widths=(32, 64), hvp_batch=64, hvp_reps=5)
 LR_RANGE = (0.05, 2.0)
@@ -56,7 +56,7 @@ LR_RANGE = (0.05, 2.0)
 
 def make_config(s):
   c = C.defaults()
-  c.widths, c.depths, c.parameterizations = (s['width'],), (s['depth'],), ('mup',)
+  c.widths, c.depths, c.parameterizations = tuple(s['widths']), (s['depth'],), ('mup',)
   c.optimizer.name = 'sgd'
   c.num_steps, c.measure_every = s['num_steps'], s['measure_every']
   c.measure.sharpness_batch, c.measure.num_iters = s['sharpness_batch'], s['num_iters']
@@ -169,7 +169,7 @@ def bench_sweep(s, log):
   diff_all = max(nan_abs_diff(metrics_v[k], metrics_s[k]) for k in T.METRICS)
   per_v, per_s = run_v / lane_steps, run_s / lane_steps
   return dict(
-      settings=c, lrs=lrs, n_lanes=n_lanes, lane_steps=lane_steps, n_params=sum(
+      width=s['width'], settings=c, lrs=lrs, n_lanes=n_lanes, lane_steps=lane_steps, n_params=sum(
           int(np.prod(w.shape)) for w in jax.eval_shape(model.init, jax.random.PRNGKey(0)).values()),
       compile_v=compile_v, compile_s=compile_s, warm_v=warm_v, warm_s=warm_s, run_v=run_v, run_s=run_s,
       per_v=per_v, per_s=per_s, ratio=per_s / per_v, diff_final=diff_final, diff_all=diff_all,
@@ -226,8 +226,7 @@ def ms(t):
   return f'{t * 1e3:.3f} ms'
 
 
-def report(quick, s, info, sw, hv, total):
-  c = sw['settings']
+def report(quick, s, info, sws, hv, total):
   L = []
   L.append('# Sweep benchmark' + (' (--quick: tiny sizes, numbers not meaningful)' if quick else ''))
   L.append('')
@@ -241,36 +240,46 @@ def report(quick, s, info, sw, hv, total):
   L.append('')
   L.append('## 1. Vmapped sweep vs sequential lanes')
   L.append('')
-  L.append(f'MLP on MNIST-1D, width {s["width"]}, depth {s["depth"]} ({sw["n_params"]:,} parameters), SGD, μP, '
-           f'batch {c.data.batch_size}; {sw["n_lanes"]} lanes = learning rates log-spaced '
-           f'{LR_RANGE[0]}..{LR_RANGE[1]}; {c.num_steps} steps, a measurement every {c.measure_every} steps '
-           f'(train loss on {c.measure.loss_batch}, eval on {c.data.num_eval}, λ_max by {c.measure.solver} with '
-           f'{c.measure.num_iters} HVPs on {c.measure.sharpness_batch} examples). Run time = second full run '
-           f'(the first one warms up), host sync after every chunk; lane-steps = {sw["n_lanes"]} × {c.num_steps} '
-           f'= {sw["lane_steps"]}.')
+  L.append('| width | vmapped per lane-step | sequential per lane-step | sequential / vmapped | vmapped compile + run | sequential compile + run (shared / per-lane compile) |')
+  L.append('|---|---|---|---|---|---|')
+  L += [f'| {sw["width"]} | {ms(sw["per_v"])} | {ms(sw["per_s"])} | **{sw["ratio"]:.2f}×** | '
+        f'{sw["compile_v"] + sw["run_v"]:.1f} s | {sw["compile_s"] + sw["run_s"]:.1f} s / '
+        f'{sw["n_lanes"] * sw["compile_s"] + sw["run_s"]:.1f} s |' for sw in sws]
   L.append('')
-  L.append('| | vmapped (1 program, all lanes) | sequential (un-vmapped, lane by lane) |')
-  L.append('|---|---|---|')
-  L.append(f'| compile (lower + compile, init/measure/chunk) | {sw["compile_v"]:.2f} s | {sw["compile_s"]:.2f} s '
-           f'(one executable, shared by the lanes) |')
-  L.append(f'| warm-up run | {sw["warm_v"]:.3f} s | {sw["warm_s"]:.3f} s |')
-  L.append(f'| timed run | {sw["run_v"]:.3f} s | {sw["run_s"]:.3f} s |')
-  L.append(f'| **time per lane-step** | **{ms(sw["per_v"])}** | **{ms(sw["per_s"])}** |')
-  L.append(f'| compile + timed run | {sw["compile_v"] + sw["run_v"]:.2f} s | {sw["compile_s"] + sw["run_s"]:.2f} s |')
-  L.append(f'| compile + timed run, compiling once per lane as `train.run_lane` does (computed) | — | '
-           f'{sw["n_lanes"] * sw["compile_s"] + sw["run_s"]:.2f} s |')
-  L.append(f'| lanes diverged | {sw["diverged_v"]} | {sw["diverged_s"]} |')
-  L.append('')
-  L.append(f'- **ratio sequential / vmapped (time per lane-step): {sw["ratio"]:.2f}×**')
-  L.append(f'- max |Δ final train_loss|, vmapped vs sequential: {sw["diff_final"]:.3g} '
-           f'(over all metrics and measurements: {sw["diff_all"]:.3g}); '
-           f'same divergence steps: {"yes" if sw["same_divergence"] else "NO"}')
-  L.append('')
-  L.append('| lr | final train_loss (vmapped) | final train_loss (sequential) |')
-  L.append('|---|---|---|')
-  L += [f'| {lr:.4g} | {a:.6g} | {b:.6g} |'
-        for lr, a, b in zip(sw['lrs'], sw['final_train_loss_v'], sw['final_train_loss_s'])]
-  L.append('')
+  for sw in sws:
+    c = sw['settings']
+    L.append(f'### width {sw["width"]}')
+    L.append('')
+    L.append(f'MLP on MNIST-1D, width {sw["width"]}, depth {s["depth"]} ({sw["n_params"]:,} parameters), SGD, μP, '
+             f'batch {c.data.batch_size}; {sw["n_lanes"]} lanes = learning rates log-spaced '
+             f'{LR_RANGE[0]}..{LR_RANGE[1]}; {c.num_steps} steps, a measurement every {c.measure_every} steps '
+             f'(train loss on {c.measure.loss_batch}, eval on {c.data.num_eval}, λ_max by {c.measure.solver} with '
+             f'{c.measure.num_iters} HVPs on {c.measure.sharpness_batch} examples). Run time = second full run '
+             f'(the first one warms up), host sync after every chunk; lane-steps = {sw["n_lanes"]} × {c.num_steps} '
+             f'= {sw["lane_steps"]}.')
+    L.append('')
+    L.append('| | vmapped (1 program, all lanes) | sequential (un-vmapped, lane by lane) |')
+    L.append('|---|---|---|')
+    L.append(f'| compile (lower + compile, init/measure/chunk) | {sw["compile_v"]:.2f} s | {sw["compile_s"]:.2f} s '
+             f'(one executable, shared by the lanes) |')
+    L.append(f'| warm-up run | {sw["warm_v"]:.3f} s | {sw["warm_s"]:.3f} s |')
+    L.append(f'| timed run | {sw["run_v"]:.3f} s | {sw["run_s"]:.3f} s |')
+    L.append(f'| **time per lane-step** | **{ms(sw["per_v"])}** | **{ms(sw["per_s"])}** |')
+    L.append(f'| compile + timed run | {sw["compile_v"] + sw["run_v"]:.2f} s | {sw["compile_s"] + sw["run_s"]:.2f} s |')
+    L.append(f'| compile + timed run, compiling once per lane as `train.run_lane` does (computed) | — | '
+             f'{sw["n_lanes"] * sw["compile_s"] + sw["run_s"]:.2f} s |')
+    L.append(f'| lanes diverged | {sw["diverged_v"]} | {sw["diverged_s"]} |')
+    L.append('')
+    L.append(f'- **ratio sequential / vmapped (time per lane-step): {sw["ratio"]:.2f}×**')
+    L.append(f'- max |Δ final train_loss|, vmapped vs sequential: {sw["diff_final"]:.3g} '
+             f'(over all metrics and measurements: {sw["diff_all"]:.3g}); '
+             f'same divergence steps: {"yes" if sw["same_divergence"] else "NO"}')
+    L.append('')
+    L.append('| lr | final train_loss (vmapped) | final train_loss (sequential) |')
+    L.append('|---|---|---|')
+    L += [f'| {lr:.4g} | {a:.6g} | {b:.6g} |'
+          for lr, a, b in zip(sw['lrs'], sw['final_train_loss_v'], sw['final_train_loss_s'])]
+    L.append('')
   L.append('## 2. Hessian-vector product vs gradient')
   L.append('')
   L.append(f'Same MLP (depth {s["depth"]}, μP), cross-entropy on a batch of {s["hvp_batch"]}; jitted `jax.grad` vs '
@@ -293,9 +302,9 @@ def main(argv=None):
   log = lambda msg: print(f'[sweep] {msg}', file=sys.stderr, flush=True)
   t0 = time.perf_counter()
   info = machine_info()
-  sw = bench_sweep(s, log)
+  sws = [bench_sweep(dict(s, width=w), log) for w in s['widths']]
   hv = bench_hvp(s, log)
-  text = report(args.quick, s, info, sw, hv, time.perf_counter() - t0)
+  text = report(args.quick, s, info, sws, hv, time.perf_counter() - t0)
   out_dir = os.path.dirname(os.path.abspath(args.out))
   os.makedirs(out_dir, exist_ok=True)
   with open(args.out, 'w') as f:

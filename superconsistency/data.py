@@ -1,7 +1,9 @@
 """Offline datasets whose batches are drawn inside the compiled training loop.
 
-A `Data` holds device arrays and a pure `batch(arrays, key, step)` function, so the training scan draws its own
-batches: no host round-trip per step. Two stream modes:
+A `Data` holds device arrays and two pure functions, so the compiled training loop draws its own batches with no
+host round-trip: `plan(arrays, key, first_step, num_steps)` prepares what a chunk of steps needs (the shuffled
+indices: one permutation per epoch touched, not one per step, which dominated the step time of small models), and
+`batch(arrays, key, step, plan_t)` returns one batch. Two stream modes:
   epoch   a fixed training set, reshuffled every epoch (the shuffle key is the lane's data key)
   online  every example is seen at most once: MNIST-1D pre-generates exactly num_steps·batch fresh examples;
           synthetic images are generated on the fly from (key, step), an endless stream.
@@ -28,8 +30,14 @@ class DataSpec(NamedTuple):
 
 class Data(NamedTuple):
   spec: DataSpec
-  arrays: dict       # device arrays: train_x/train_y (may be empty for generated online data), eval_*, measure_*
-  batch: Callable    # (arrays, key, step) -> (x_B..., y_B); pure, jittable
+  arrays: dict       # device arrays: train_x/train_y (absent for generated online data), eval_*, measure_*
+  plan: Callable     # (arrays, key, first_step, num_steps) -> pytree with leading axis num_steps; pure, jittable
+  batch: Callable    # (arrays, key, step, plan_t) -> (x_B..., y_B); pure, jittable
+
+
+def _no_plan(arrays, key, first_step, num_steps):
+  del arrays, key, first_step
+  return jnp.zeros((num_steps,), jnp.int32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,17 +56,27 @@ def _mnist1d_numpy(num_samples: int, seed: int):
   return d['x'].astype(np.float32), d['y'].astype(np.int32)
 
 
-def _epoch_batch(arrays, key, step, batch_size):
+def _epoch_plan(arrays, key, first_step, num_steps, batch_size):
+  """Indices (num_steps, batch) into the training set: epoch e is permutation(fold_in(key, e)), cut into batches
+  (the last partial batch of an epoch is dropped)."""
   n = arrays['train_x'].shape[0]
   steps_per_epoch = n // batch_size
-  epoch, pos = step // steps_per_epoch, step % steps_per_epoch
-  perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-  idx = jax.lax.dynamic_slice_in_dim(perm, pos * batch_size, batch_size)
-  return arrays['train_x'][idx], arrays['train_y'][idx]
+  num_epochs = num_steps // steps_per_epoch + 2   # static bound on the epochs a chunk can touch
+  first_epoch = first_step // steps_per_epoch
+  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
+      first_epoch + jnp.arange(num_epochs))
+  t = first_step + jnp.arange(num_steps)
+  epoch, pos = t // steps_per_epoch - first_epoch, (t % steps_per_epoch) * batch_size
+  return perms[epoch[:, None], pos[:, None] + jnp.arange(batch_size)[None, :]]
 
 
-def _pool_batch(arrays, key, step, batch_size):
-  del key  # the pool is consumed in order: each example exactly once
+def _epoch_batch(arrays, key, step, idx_B):
+  del key, step
+  return arrays['train_x'][idx_B], arrays['train_y'][idx_B]
+
+
+def _pool_batch(arrays, key, step, plan_t, batch_size):
+  del key, plan_t  # the pool is consumed in order: each example exactly once
   x = jax.lax.dynamic_slice_in_dim(arrays['train_x'], step * batch_size, batch_size)
   y = jax.lax.dynamic_slice_in_dim(arrays['train_y'], step * batch_size, batch_size)
   return x, y
@@ -80,8 +98,9 @@ def mnist1d(mode: str, batch_size: int, num_steps: int, num_train: int, num_eval
   else:
     arrays['measure_x'], arrays['measure_y'] = x[-num_measure:], y[-num_measure:]
   arrays = {k: jnp.asarray(v, dtype if k.endswith('_x') else jnp.int32) for k, v in arrays.items()}
-  fn = _epoch_batch if mode == 'epoch' else _pool_batch
-  return Data(spec, arrays, functools.partial(fn, batch_size=batch_size))
+  if mode == 'epoch':
+    return Data(spec, arrays, functools.partial(_epoch_plan, batch_size=batch_size), _epoch_batch)
+  return Data(spec, arrays, _no_plan, functools.partial(_pool_batch, batch_size=batch_size))
 
 
 def _image_templates(key, num_classes, shape, dtype):
@@ -124,11 +143,12 @@ def synthetic_images(mode: str, batch_size: int, num_train: int, num_eval: int, 
   spec = DataSpec('synthetic_images', tuple(shape), num_classes)
   if mode == 'epoch':
     arrays['train_x'], arrays['train_y'] = sample(templates, ktrain, num_train)
-    return Data(spec, arrays, functools.partial(_epoch_batch, batch_size=batch_size))
+    return Data(spec, arrays, functools.partial(_epoch_plan, batch_size=batch_size), _epoch_batch)
 
-  def online_batch(arrays, key, step):
+  def online_batch(arrays, key, step, plan_t):
+    del plan_t
     return sample(arrays['templates'], jax.random.fold_in(key, step), batch_size)
-  return Data(spec, arrays, online_batch)
+  return Data(spec, arrays, _no_plan, online_batch)
 
 
 def make_data(data_cfg, num_steps: int, num_measure: int, dtype) -> Data:

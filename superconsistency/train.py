@@ -52,7 +52,7 @@ class LaneProgram(NamedTuple):
   init: callable      # hp -> state
   chunk: callable     # (state, hp, arrays) -> (state, metrics): measure_every steps, then one measurement
   measure: callable   # (state, hp, arrays) -> metrics
-  step: callable      # (state, hp, arrays) -> state
+  step: callable      # (state, hp, arrays, plan_t=None) -> state: one optimizer step
 
 
 def make_optimizer(opt_cfg, model: models.Model):
@@ -105,8 +105,10 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
         loss_sum=jnp.zeros((), dtype), loss_count=jnp.zeros((), jnp.int32),
         power_vec=jax.random.normal(jax.random.fold_in(key, 2), flat.shape, dtype))
 
-  def step(state: LaneState, hp: LaneHparams, arrays) -> LaneState:
-    x, y = data.batch(arrays, state.data_key, state.step)
+  def step(state: LaneState, hp: LaneHparams, arrays, plan_t=None) -> LaneState:
+    if plan_t is None:
+      plan_t = jax.tree.map(lambda a: a[0], data.plan(arrays, state.data_key, state.step, 1))
+    x, y = data.batch(arrays, state.data_key, state.step, plan_t)
     loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(p, state.params0, x, hp.gamma0), y))(state.params)
     if grad_scale is not None:
       grads = {n: g * grad_scale[n] for n, g in grads.items()}
@@ -154,7 +156,8 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
     return new_state, metrics
 
   def chunk(state, hp, arrays):
-    state = jax.lax.fori_loop(0, cfg.measure_every, lambda _, s: step(s, hp, arrays), state)
+    plan = data.plan(arrays, state.data_key, state.step, cfg.measure_every)
+    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, plan)
     return measure(state, hp, arrays)
 
   return LaneProgram(init, chunk, measure, step)

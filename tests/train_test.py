@@ -67,13 +67,16 @@ def test_epoch_stream_covers_every_example_once_per_epoch_and_online_never_repea
   data = data_lib.make_data(c.data, 8, 16, jnp.float32)
   import jax
   key = jax.random.PRNGKey(0)
-  xs = np.concatenate([np.asarray(data.batch(data.arrays, key, s)[0]) for s in range(4)])
+  plan = data.plan(data.arrays, key, 0, 4)
+  xs = np.concatenate([np.asarray(data.batch(data.arrays, key, s, plan[s])[0]) for s in range(4)])
+  # a plan made from a later first step agrees with the one made from step 0
+  np.testing.assert_array_equal(data.plan(data.arrays, key, 2, 5)[:2], plan[2:4])
   train_x = np.asarray(data.arrays['train_x'])
   idx = [int(np.argmin(np.abs(train_x - x).sum(1))) for x in xs]
   assert sorted(idx) == list(range(64))
   c.data.mode = 'online'
   online = data_lib.make_data(c.data, 8, 16, jnp.float32)
-  xs = np.concatenate([np.asarray(online.batch(online.arrays, key, s)[0]) for s in range(8)])
+  xs = np.concatenate([np.asarray(online.batch(online.arrays, key, s, None)[0]) for s in range(8)])
   assert len({x.tobytes() for x in xs}) == 8 * 16
   held_out = {x.tobytes() for x in np.asarray(online.arrays['measure_x'])}
   assert not held_out & {x.tobytes() for x in xs}

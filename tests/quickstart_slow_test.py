@@ -1,0 +1,26 @@
+"""The quickstart itself, unshrunk: its two claims must come out of a fresh run (slow: ~2.5 min on 2 cores)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_quickstart_shows_mup_transfer_and_ntp_drift(tmp_path):
+  workdir = tmp_path / 'quickstart'
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency', '--config=configs/quickstart.py',
+                         f'--workdir={workdir}', '--noprogress'], cwd=ROOT, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(workdir / 'summary.json') as f:
+    transfer = json.load(f)['transfer']
+  assert transfer['mup/depth=3']['best_lr_shift_grid_steps'] <= 1
+  assert transfer['ntk/depth=3']['best_lr_shift_grid_steps'] > 1
+  # the committed results are what this command produces
+  with open(os.path.join(ROOT, 'results', 'quickstart', 'summary.json')) as f:
+    committed = json.load(f)['transfer']
+  for name in ('mup/depth=3', 'ntk/depth=3'):
+    assert committed[name]['best_lrs'] == transfer[name]['best_lrs']
