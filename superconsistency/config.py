@@ -41,7 +41,17 @@ def defaults() -> ml_collections.ConfigDict:
   c.sweep = dict(lrs=dict(sp=(0.1,), ntk=(1.0,), mup=(0.1,), depth_mup=(0.1,)), gamma0s=(1.0,), seeds=(0,))
   c.num_steps = 200
   c.measure_every = 20             # steps per compiled chunk; one measurement at the end of each
-  c.measure = dict(loss_batch=512, sharpness_batch=256, solver='lanczos', num_iters=20)
+  c.measure = dict(
+      loss_batch=512, sharpness_batch=256, solver='lanczos', num_iters=20,
+      hessian_k=1,              # top-k Hessian eigenvalues (columns hessian_eig_1..k when k > 1)
+      gauss_newton=False,       # top-k of G = JᵀH_ℓJ (gn_eig_*) and the top eigenvalue of R = H − G
+      ntk_k=0,                  # top-k empirical NTK eigenvalues, raw (ntk_eig_*) and J·D·Jᵀ (ntk_lr_eig_*)
+      ntk_batch=32,             # examples in the NTK (its size is ntk_batch × classes)
+      trace_samples=0,          # Hutchinson probes for tr(H) (hessian_trace, hessian_trace_se)
+      directional=False,        # gᵀHg/‖g‖² along the gradient of the sharpness batch
+      density_every=0,          # SLQ spectral density every k-th measurement (density.csv); 0 = never
+      density_vectors=4, density_grid=128,
+      num_chunks=1)             # split the sharpness batch into chunks whose Hessian products are summed
   c.data = dict(name='mnist1d', mode='epoch', batch_size=64, num_train=4000, num_eval=1000, seed=0)
   c.loss_cap = 1e3                 # a lane whose batch loss exceeds this (or is not finite) is frozen as diverged
   c.select_by = 'train_loss'       # which final loss picks the best learning rate
@@ -102,6 +112,17 @@ def validate(c) -> None:
   _require(m.solver in SOLVERS, 'measure.solver', f'unknown solver {m.solver!r}; allowed: {", ".join(SOLVERS)}')
   _require(m.num_iters >= 1, 'measure.num_iters', 'must be >= 1')
   _require(m.loss_batch >= 1 and m.sharpness_batch >= 1, 'measure', 'loss_batch and sharpness_batch must be >= 1')
+  _require(m.hessian_k >= 1, 'measure.hessian_k', 'must be >= 1')
+  _require(m.hessian_k == 1 or m.solver == 'lanczos', 'measure.hessian_k',
+           'top-k with k > 1 needs measure.solver=lanczos (power iteration gives the top eigenvalue)')
+  _require(m.hessian_k <= m.num_iters, 'measure.hessian_k', f'cannot exceed measure.num_iters={m.num_iters}')
+  _require(m.ntk_k >= 0 and m.trace_samples >= 0 and m.density_every >= 0, 'measure',
+           'ntk_k, trace_samples and density_every must be >= 0')
+  _require(m.trace_samples != 1, 'measure.trace_samples', 'needs >= 2 probes for a standard error')
+  _require(m.ntk_k == 0 or m.ntk_batch >= 1, 'measure.ntk_batch', 'must be >= 1')
+  _require(m.num_chunks >= 1 and m.sharpness_batch % m.num_chunks == 0, 'measure.num_chunks',
+           f'must divide measure.sharpness_batch={m.sharpness_batch} into equal chunks')
+  _require(m.density_vectors >= 1 and m.density_grid >= 2, 'measure', 'density_vectors >= 1 and density_grid >= 2')
   d = c.data
   _require(d.name in data_lib.DATASETS, 'data.name',
            f'unknown dataset {d.name!r}; allowed: {", ".join(data_lib.DATASETS)}')
@@ -110,8 +131,8 @@ def validate(c) -> None:
   if d.mode == 'epoch':
     _require(d.num_train >= d.batch_size, 'data.num_train',
              f'{d.num_train} training examples cannot fill one batch of {d.batch_size}')
-    _require(d.num_train >= max(m.loss_batch, m.sharpness_batch), 'data.num_train',
-             'must be >= measure.loss_batch and measure.sharpness_batch (they are drawn from the training set)')
+    _require(d.num_train >= max(m.loss_batch, m.sharpness_batch, m.ntk_batch if m.ntk_k else 0), 'data.num_train',
+             'must be >= measure.loss_batch, sharpness_batch and ntk_batch (they are drawn from the training set)')
   _require(d.num_eval >= 1, 'data.num_eval', 'must be >= 1')
   if c.model.name in ('simple_convnet', 'res_convnet'):
     _require(d.name == 'synthetic_images', 'data.name', f'{c.model.name} needs image data (synthetic_images)')

@@ -2,6 +2,9 @@
 
 sharpness.png    per parameterization: (η/η0)·λ_max over training, one curve per width, with the 2/η0 line
                  (the edge of stability in η0 units), and the train loss below; at one learning rate per panel
+spectra.png      when measured: learning-rate-weighted and raw NTK top eigenvalue, Gauss-Newton share of λ_max,
+                 top eigenvalue of R = H − G, Adam's preconditioned sharpness, feature movement
+density.png      when measured: SLQ spectral density of the Hessian at the measured steps
 transfer.png     final loss against base learning rate, one curve per width (learning-rate transfer)
 coord_check.png  RMS of each layer's change after a few steps against width, log-log
 """
@@ -124,6 +127,86 @@ def plot_coord_check(rows, path):
   plt.close(fig)
 
 
+SPECTRA_PANELS = (
+    ('ntk_lr_eig_1', 'λ_max(J D Jᵀ): learning-rate-weighted NTK'),
+    ('ntk_eig_1', 'λ_max(J Jᵀ): raw NTK'),
+    ('gn_share', 'λ_max(G) / λ_max(H): Gauss-Newton share'),
+    ('residual_top', 'λ_max(R), R = H − G'),
+    ('adam_sharpness', 'λ_max(P⁻¹H): Adam preconditioned'),
+    ('feature_movement', '‖h_t − h_0‖ / ‖h_0‖ (last hidden layer)'),
+)
+
+
+def _spectra_value(r, name):
+  if name == 'gn_share':
+    return r['gn_eig_1'] / r['sharpness'] if r['sharpness'] else float('nan')
+  return r[name]
+
+
+def plot_spectra(rows, cfg, summary, path):
+  """One row per available spectral quantity, one column per parameterization, one curve per width."""
+  have = set(rows[0]) if rows else set()
+  panels = [(n, t) for n, t in SPECTRA_PANELS
+            if (n == 'gn_share' and 'gn_eig_1' in have) or (n != 'gn_share' and n in have)]
+  params = list(dict.fromkeys(r['parameterization'] for r in rows))
+  depths = sorted({r['depth'] for r in rows})
+  fig, axes = plt.subplots(len(panels), len(params), figsize=(5 * len(params), 3 * len(panels)), squeeze=False,
+                           sharex=True)
+  for col, p in enumerate(params):
+    lr = trajectory_lr(cfg, summary, p)
+    sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr]
+    sizes = sorted({(r['width'], r['depth']) for r in sel})
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
+    for row_i, (name, title) in enumerate(panels):
+      ax = axes[row_i, col]
+      for c, (w, d) in zip(colors, sizes):
+        by_step = defaultdict(list)
+        for r in sel:
+          if (r['width'], r['depth']) == (w, d):
+            by_step[r['step']].append(_spectra_value(r, name))
+        steps = sorted(by_step)
+        means = [np.mean(v) if np.isfinite(v).any() and not np.isnan(v).all() else np.nan
+                 for v in (np.asarray(by_step[s], float) for s in steps)]
+        ax.plot(steps, means, color=c, marker='.', label=_size_label(w, d, depths))
+      if name == 'adam_sharpness' and sel:
+        ax.axhline(sel[0].get('adam_sharpness_threshold', float('nan')), color='k', ls='--', lw=1,
+                   label='(2+2β1)/(1−β1)')
+      ax.set_title(f'{p}, η0 = {lr:g}: {title}', fontsize=9)
+      if row_i == 0:
+        ax.legend(fontsize=7)
+    axes[-1, col].set_xlabel('step')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_density(rows, cfg, summary, path):
+  """SLQ spectral density of the Hessian at the measured steps, for the trajectory learning rate (first seed)."""
+  params = list(dict.fromkeys(r['parameterization'] for r in rows))
+  sizes = sorted({(r['width'], r['depth']) for r in rows})
+  fig, axes = plt.subplots(len(sizes), len(params), figsize=(5 * len(params), 2.6 * len(sizes)), squeeze=False)
+  for col, p in enumerate(params):
+    lr = trajectory_lr(cfg, summary, p)
+    for row_i, (w, d) in enumerate(sizes):
+      ax = axes[row_i, col]
+      sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr and (r['width'], r['depth']) == (w, d)]
+      if sel:
+        seed = min(r['seed'] for r in sel)
+        sel = [r for r in sel if r['seed'] == seed and r['gamma0'] == sel[0]['gamma0']]
+      steps = sorted({r['step'] for r in sel})
+      colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(steps), 1)))
+      for c, s in zip(colors, steps):
+        rs = [r for r in sel if r['step'] == s]
+        ax.semilogy([r['eigenvalue'] for r in rs], np.maximum([r['density'] for r in rs], 1e-8), color=c,
+                    label=f'step {s}')
+      ax.set_title(f'{p}, N={w}, η0 = {lr:g}', fontsize=9)
+      ax.set_xlabel('Hessian eigenvalue')
+      ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def plot_workdir(workdir, summary=None):
   with open(os.path.join(workdir, 'config.json')) as f:
     cfg = json.load(f)
@@ -133,6 +216,11 @@ def plot_workdir(workdir, summary=None):
   rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
   plot_sharpness(rows, cfg, summary, os.path.join(workdir, 'sharpness.png'))
   plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'transfer.png'))
+  if rows:
+    plot_spectra(rows, cfg, summary, os.path.join(workdir, 'spectra.png'))
+  dens = os.path.join(workdir, 'density.csv')
+  if os.path.exists(dens):
+    plot_density(results.read_csv(dens), cfg, summary, os.path.join(workdir, 'density.png'))
   cc = os.path.join(workdir, 'coord_check.csv')
   if os.path.exists(cc):
     plot_coord_check(results.read_csv(cc), os.path.join(workdir, 'coord_check.png'))

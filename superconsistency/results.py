@@ -19,9 +19,20 @@ from collections import defaultdict
 
 import numpy as np
 
-COLUMNS = ('parameterization', 'width', 'depth', 'optimizer', 'lr_convention', 'lr', 'gamma0', 'seed', 'step',
-           'train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness',
-           'lr_sharpness_threshold', 'diverged', 'diverged_step')
+META_COLUMNS = ('parameterization', 'width', 'depth', 'optimizer', 'lr_convention', 'lr', 'gamma0', 'seed', 'step')
+TAIL_COLUMNS = ('lr_sharpness_threshold', 'diverged', 'diverged_step')
+BASE_METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness',
+                'feature_movement')
+DENSITY_COLUMNS = META_COLUMNS + ('eigenvalue', 'density')
+
+
+def columns(metric_columns=BASE_METRICS) -> tuple:
+  """metrics.csv columns: lane identity, the measured metrics (which depend on the config), divergence."""
+  extra = ('adam_sharpness_threshold',) if 'adam_sharpness' in metric_columns else ()
+  return META_COLUMNS + tuple(metric_columns) + TAIL_COLUMNS + extra
+
+
+COLUMNS = columns()
 INT_COLUMNS = ('width', 'depth', 'seed', 'step', 'diverged', 'diverged_step')
 STR_COLUMNS = ('parameterization', 'optimizer', 'lr_convention')
 
@@ -51,7 +62,8 @@ def _json_default(x):
 
 
 class MetricsWriter:
-  """Appends rows to workdir/metrics.csv with a fixed column order; the header is written once."""
+  """Appends rows to workdir/metrics.csv with a fixed column order; the header is written once. Keys of a row
+  that are not columns are ignored."""
 
   def __init__(self, workdir: str, columns=COLUMNS, name='metrics.csv'):
     self.path = os.path.join(workdir, name)
@@ -61,7 +73,7 @@ class MetricsWriter:
 
   def write(self, rows) -> None:
     with open(self.path, 'a', newline='') as f:
-      w = csv.DictWriter(f, fieldnames=self.columns, lineterminator='\n')
+      w = csv.DictWriter(f, fieldnames=self.columns, lineterminator='\n', extrasaction='ignore')
       for row in rows:
         w.writerow({k: _fmt(row[k]) for k in self.columns})
       f.flush()

@@ -8,6 +8,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from superconsistency import config as config_lib
 from superconsistency import coord_check
@@ -15,10 +16,11 @@ from superconsistency import data as data_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import results
+from superconsistency import spectra
 from superconsistency import train
 
-OUTPUTS = ('metrics.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
-           'sharpness.png', 'transfer.png', 'coord_check.png')
+OUTPUTS = ('metrics.csv', 'density.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
+           'sharpness.png', 'transfer.png', 'coord_check.png', 'spectra.png', 'density.png')
 
 
 def _param(cfg, name):
@@ -50,13 +52,18 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
   results.write_json(os.path.join(workdir, 'config.json'), resolved)
 
   start = time.time()
-  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch)
+  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch,
+                    cfg.measure.ntk_batch if cfg.measure.ntk_k else 0)
   data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
   depths = cfg.depths if cfg.model.name != 'simple_convnet' else (1,)
   chunks = cfg.num_steps // cfg.measure_every
   bar, update = _progress_bar(len(cfg.parameterizations) * len(depths) * len(cfg.widths) * chunks, progress)
-  writer = results.MetricsWriter(workdir)
+  metric_columns = train.metric_columns(cfg)
+  writer = results.MetricsWriter(workdir, results.columns(metric_columns))
+  density_writer = (results.MetricsWriter(workdir, results.DENSITY_COLUMNS, 'density.csv')
+                    if cfg.measure.density_every else None)
   threshold = train.stability_threshold(cfg.optimizer)
+  adam_threshold = spectra.adam_threshold(None, cfg.optimizer.b1)
   for p_name in cfg.parameterizations:
     param = _param(cfg, p_name)
     lrs = tuple(cfg.sweep.lrs[p_name])
@@ -67,19 +74,26 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
           bar.set_description(f'{p_name} depth={depth} width={width}')
         model = models.make_model(cfg.model, data.spec, width, depth, param, dtype)
         steps, metrics, diverged_step = train.run_sweep(model, data, cfg, hp, update)
-        rows = []
+        rows, density_rows = [], []
         for lane in range(hp.lr.shape[0]):
           for j, step in enumerate(steps):
             dstep = int(diverged_step[lane])
             diverged = dstep >= 0 and dstep < step
-            row = dict(parameterization=p_name, width=width, depth=depth, optimizer=cfg.optimizer.name,
-                       lr_convention=cfg.param.lr_convention, lr=float(hp.lr[lane]), gamma0=float(hp.gamma0[lane]),
-                       seed=int(hp.seed[lane]), step=int(step), lr_sharpness_threshold=threshold,
+            meta = dict(parameterization=p_name, width=width, depth=depth, optimizer=cfg.optimizer.name,
+                        lr_convention=cfg.param.lr_convention, lr=float(hp.lr[lane]), gamma0=float(hp.gamma0[lane]),
+                        seed=int(hp.seed[lane]), step=int(step))
+            row = dict(meta, lr_sharpness_threshold=threshold, adam_sharpness_threshold=adam_threshold,
                        diverged=int(diverged), diverged_step=dstep)
-            for k in train.METRICS:   # a frozen lane's numbers describe its last good parameters: hide them
-              row[k] = float('nan') if diverged else float(metrics[k][lane, j])
+            values = train.flatten_metrics(metrics, lane, j)
+            for k in metric_columns:   # a frozen lane's numbers describe its last good parameters: hide them
+              row[k] = float('nan') if diverged else values.get(k, float('nan'))
             rows.append(row)
+            if density_writer and not diverged and np.isfinite(metrics['density'][lane, j]).all():
+              density_rows += [dict(meta, eigenvalue=float(e), density=float(d))
+                               for e, d in zip(metrics['density_grid'][lane, j], metrics['density'][lane, j])]
         writer.write(rows)
+        if density_writer:
+          density_writer.write(density_rows)
   if bar:
     bar.close()
   train_time = time.time() - start

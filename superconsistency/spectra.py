@@ -37,9 +37,17 @@ def hvp(loss_fn: Callable, params, v):
   return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
 
 
-def flat_hvp(loss_fn: Callable, params):
-  """Returns (matvec on flat vectors, flat params) for the Hessian of loss_fn at params."""
+def flat_hvp(loss_fn: Callable, params, linearize: bool = True):
+  """Returns (matvec on flat vectors, flat params) for the Hessian of loss_fn at params.
+
+  linearize=True runs the forward and backward pass once (jax.linearize of the gradient) and each product then
+  costs only the tangent pass: what an eigen-solver making many products at one point wants. It keeps the
+  activations of that pass in memory; linearize=False recomputes them in every product.
+  """
   flat, unravel = ravel_pytree(params)
+  if linearize:
+    _, tangent = jax.linearize(jax.grad(loss_fn), params)
+    return (lambda v: ravel_pytree(tangent(unravel(v.astype(flat.dtype))))[0]), flat
 
   def matvec(v):
     return ravel_pytree(hvp(loss_fn, params, unravel(v.astype(flat.dtype))))[0]
@@ -79,39 +87,50 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
   dtype = flat.dtype
   out_shape = jax.eval_shape(lambda p: apply_fn(p, x), params).shape
 
-  def h_chunk(v_tree):
-    def product(batch):
-      xb, yb = batch
-      return hvp(lambda p: loss_of_outputs(apply_fn(p, xb), yb), params, v_tree)
-    return product
+  f = lambda p: apply_fn(p, x)
+  if num_chunks == 1:
+    # One forward/backward pass at this point, shared by every product (each then costs a tangent pass).
+    _, h_tangent = jax.linearize(jax.grad(lambda p: loss_of_outputs(apply_fn(p, x), y)), params)
+    out, j_tangent = jax.linearize(f, params)
+    _, j_transpose = jax.vjp(f, params)
+    _, hl_tangent = jax.linearize(jax.grad(lambda o: loss_of_outputs(o, y)), out)
 
-  def hessian(v):
-    v_tree = unravel(v.astype(dtype))
-    return ravel_pytree(_chunked(h_chunk(v_tree), (x, y), num_chunks))[0]
+    def hessian(v):
+      return ravel_pytree(h_tangent(unravel(v.astype(dtype))))[0]
 
-  def gn_chunk(v_tree):
-    def product(batch):
-      xb, yb = batch
-      f = lambda p: apply_fn(p, xb)
-      out, jv = jax.jvp(f, (params,), (v_tree,))
-      hjv = hvp(lambda o: loss_of_outputs(o, yb), out, jv)
-      _, vjp = jax.vjp(f, params)
-      return vjp(hjv)[0]
-    return product
+    def gauss_newton(v):
+      return ravel_pytree(j_transpose(hl_tangent(j_tangent(unravel(v.astype(dtype)))))[0])[0]
+  else:
+    def h_chunk(v_tree):
+      def product(batch):
+        xb, yb = batch
+        return hvp(lambda p: loss_of_outputs(apply_fn(p, xb), yb), params, v_tree)
+      return product
 
-  def gauss_newton(v):
-    v_tree = unravel(v.astype(dtype))
-    return ravel_pytree(_chunked(gn_chunk(v_tree), (x, y), num_chunks))[0]
+    def gn_chunk(v_tree):
+      def product(batch):
+        xb, yb = batch
+        fb = lambda p: apply_fn(p, xb)
+        out_b, jv = jax.jvp(fb, (params,), (v_tree,))
+        hjv = hvp(lambda o: loss_of_outputs(o, yb), out_b, jv)
+        return jax.vjp(fb, params)[1](hjv)[0]
+      return product
+
+    def hessian(v):
+      return ravel_pytree(_chunked(h_chunk(unravel(v.astype(dtype))), (x, y), num_chunks))[0]
+
+    def gauss_newton(v):
+      return ravel_pytree(_chunked(gn_chunk(unravel(v.astype(dtype))), (x, y), num_chunks))[0]
 
   def residual(v):
     return hessian(v) - gauss_newton(v)
 
+  _, ntk_tangent = jax.linearize(f, params)
+  _, ntk_transpose = jax.vjp(f, params)
+
   def ntk(u):
-    # Θ u = J (Jᵀ u): the NTK is block-diagonal in nothing, so it is not chunked over examples.
-    f = lambda p: apply_fn(p, x)
-    _, vjp = jax.vjp(f, params)
-    jtu = vjp(u.reshape(out_shape).astype(dtype))[0]
-    return jax.jvp(f, (params,), (jtu,))[1].reshape(-1)
+    # Θ u = J (Jᵀ u) over the whole batch: the NTK couples all examples, so it is not chunked.
+    return ntk_tangent(ntk_transpose(u.reshape(out_shape).astype(dtype))[0]).reshape(-1)
 
   return Operators(hessian, gauss_newton, residual, ntk, flat.size, int(out_shape[0] * out_shape[1]), flat, unravel)
 
@@ -125,13 +144,13 @@ def weighted(matvec: Callable, d) -> Callable:
 def ntk_weighted(apply_fn: Callable, params, x, d) -> Callable:
   """u -> J D Jᵀ u: the learning-rate-weighted kernel (the width-consistent object under μP)."""
   flat, unravel = ravel_pytree(params)
-  out_shape = jax.eval_shape(lambda p: apply_fn(p, x), params).shape
   f = lambda p: apply_fn(p, x)
+  out, j_tangent = jax.linearize(f, params)
+  _, j_transpose = jax.vjp(f, params)
 
   def matvec(u):
-    _, vjp = jax.vjp(f, params)
-    jtu = ravel_pytree(vjp(u.reshape(out_shape).astype(flat.dtype))[0])[0]
-    return jax.jvp(f, (params,), (unravel(d * jtu),))[1].reshape(-1)
+    jtu = ravel_pytree(j_transpose(u.reshape(out.shape).astype(flat.dtype))[0])[0]
+    return j_tangent(unravel(d * jtu)).reshape(-1)
   return matvec
 
 
@@ -143,7 +162,7 @@ def adam_preconditioner(opt_state, params, lr, b1: float, b2: float, eps: float,
   its v̂ is s²·E[g²] and the step on the raw gradient is η·m·s/(sqrt(v̂)+ε)).
   """
   adam = _find_adam_state(opt_state)
-  count = adam.count
+  count = jnp.maximum(adam.count, 1)   # before the first step v̂ = 0 and D = η/ε
   nu_hat = jax.tree.map(lambda n: n / (1 - b2 ** count), adam.nu)
   d = {}
   for name, nu in nu_hat.items():
@@ -378,11 +397,11 @@ def ntk_eigenvalues(f: Callable, params, *, k: int = 1, num_iters: int = 30, key
   if method != 'matrix_free':
     raise ValueError(f'unknown NTK method {method!r}; allowed: matrix_free, explicit')
   flat, _ = ravel_pytree(params)
-  out_shape = jax.eval_shape(f, params).shape
+  out, j_tangent = jax.linearize(f, params)
+  _, j_transpose = jax.vjp(f, params)
 
   def matvec(u):
-    _, vjp = jax.vjp(f, params)
-    jtu = vjp(u.reshape(out_shape).astype(flat.dtype))[0]
-    return jax.jvp(f, (params,), (jtu,))[1].reshape(-1)
+    return j_tangent(j_transpose(u.reshape(out.shape).astype(flat.dtype))[0]).reshape(-1)
+  out_shape = out.shape
   key = jax.random.PRNGKey(0) if key is None else key
   return lanczos(matvec, out_shape[0] * out_shape[1], num_iters, key, k=k, dtype=flat.dtype).eigenvalues

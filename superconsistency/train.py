@@ -24,7 +24,44 @@ from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import spectra
 
-METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness')
+METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness',
+           'feature_movement')
+VECTOR_METRICS = ('hessian_eig', 'gn_eig', 'ntk_eig', 'ntk_lr_eig')   # top-k: columns NAME_1 … NAME_k
+DENSITY_METRICS = ('density_grid', 'density')                         # written to density.csv, not metrics.csv
+
+
+def metric_columns(cfg) -> tuple:
+  """The metrics.csv columns that the config's measurements produce, in a fixed order."""
+  m = cfg.measure
+  cols = list(METRICS)
+  if m.hessian_k > 1 and m.solver == 'lanczos':
+    cols += [f'hessian_eig_{i + 1}' for i in range(m.hessian_k)]
+  if cfg.optimizer.name == 'adam':
+    cols += ['adam_sharpness']
+  if m.gauss_newton:
+    cols += [f'gn_eig_{i + 1}' for i in range(m.hessian_k)] + ['residual_top']
+  if m.ntk_k > 0:
+    cols += [f'ntk_eig_{i + 1}' for i in range(m.ntk_k)] + [f'ntk_lr_eig_{i + 1}' for i in range(m.ntk_k)]
+  if m.trace_samples > 0:
+    cols += ['hessian_trace', 'hessian_trace_se']
+  if m.directional:
+    cols += ['directional_sharpness']
+  return tuple(cols)
+
+
+def flatten_metrics(metrics: dict, lane: int, j: int) -> dict:
+  """One lane's measurement j as scalar columns (top-k vectors spread over NAME_1 … NAME_k)."""
+  row = {}
+  for k, v in metrics.items():
+    if k in DENSITY_METRICS:
+      continue
+    value = v[lane, j]
+    if k in VECTOR_METRICS:
+      for i, x in enumerate(np.atleast_1d(value)):
+        row[f'{k}_{i + 1}'] = float(x)
+    else:
+      row[k] = float(value)
+  return row
 
 
 class LaneHparams(NamedTuple):
@@ -50,8 +87,8 @@ class LaneState:
 class LaneProgram(NamedTuple):
   """Pure single-lane functions; `run_sweep` vmaps and jits them."""
   init: callable      # hp -> state
-  chunk: callable     # (state, hp, arrays) -> (state, metrics): measure_every steps, then one measurement
-  measure: callable   # (state, hp, arrays) -> metrics
+  chunk: callable     # (state, hp, arrays, measurement_index) -> (state, metrics): measure_every steps, measure
+  measure: callable   # (state, hp, arrays, measurement_index) -> (state, metrics)
   step: callable      # (state, hp, arrays, plan_t=None) -> state: one optimizer step
 
 
@@ -127,38 +164,86 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
         loss_sum=state.loss_sum + jnp.where(frozen, 0.0, loss).astype(dtype),
         loss_count=state.loss_count + jnp.where(frozen, 0, 1))
 
-  def measure(state: LaneState, hp: LaneHparams, arrays):
+  def features(params, x):
+    """The last hidden layer's output (the layer before the readout), flattened per example."""
+    _, acts = model.apply(params, x, 1.0, with_activations=True)
+    names = [n for n in acts if n != 'readout' and model.kinds.get(n) != 'readout']
+    return acts[names[-1]].reshape(x.shape[0], -1)
+
+  def measure(state: LaneState, hp: LaneHparams, arrays, measurement_index=0):
     def loss_on(params, x, y):
       return loss_fn(forward(params, state.params0, x, hp.gamma0), y)
     xl, yl = arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch]
     xs, ys = arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch]
     out_eval = forward(state.params, state.params0, arrays['eval_x'], hp.gamma0)
-    matvec, flat = spectra.flat_hvp(lambda p: loss_on(p, xs, ys), state.params)
+    apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
+    ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, num_chunks=m.num_chunks)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
-    lam, vec = spectra.top_eigenvalue(matvec, flat.size, solver=m.solver, num_iters=m.num_iters, key=key,
-                                      dtype=dtype, v0=state.power_vec)
+    keys = jax.random.split(key, 8)
     lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
-    if cfg.optimizer.name == 'sgd':   # one rate for all layers: λ_max(D½HD½) = rate·λ_max(H)
-      lr_sharpness = lr * next(iter(mults.values())) * lam
+    d_rates, _ = ravel_pytree({n: (lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
+    metrics = {}
+    if m.solver == 'power':
+      lam, vec = spectra.power_iteration(ops.hessian, state.power_vec, m.num_iters)
+      top = lam[None]
     else:
-      d_sqrt, _ = ravel_pytree({n: jnp.sqrt(lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
-      lr_sharpness, _ = spectra.top_eigenvalue(lambda v: d_sqrt * matvec(d_sqrt * v), flat.size, solver='lanczos',
-                                               num_iters=m.num_iters, key=jax.random.fold_in(key, 1), dtype=dtype)
-    metrics = dict(
+      res = spectra.lanczos(ops.hessian, ops.dim, m.num_iters, keys[0], k=m.hessian_k, dtype=dtype)
+      lam, vec, top = res.eigenvalues[0], res.eigenvectors[0], res.eigenvalues
+    metrics['sharpness'] = lam
+    if m.hessian_k > 1:
+      metrics['hessian_eig'] = top
+    if cfg.optimizer.name == 'sgd':   # one rate for all layers: λ_max(D½HD½) = rate·λ_max(H)
+      metrics['lr_sharpness'] = lr * next(iter(mults.values())) * lam
+    else:
+      metrics['lr_sharpness'] = spectra.lanczos(spectra.weighted(ops.hessian, d_rates), ops.dim, m.num_iters,
+                                                keys[1], dtype=dtype).eigenvalues[0]
+      d_adam = spectra.adam_preconditioner(state.opt_state, state.params, lr, cfg.optimizer.b1, cfg.optimizer.b2,
+                                           cfg.optimizer.eps, mults, grad_scale)
+      adam_sharpness = spectra.lanczos(spectra.weighted(ops.hessian, d_adam), ops.dim, m.num_iters, keys[2],
+                                       dtype=dtype).eigenvalues[0]
+      metrics['adam_sharpness'] = jnp.where(state.step > 0, adam_sharpness, jnp.nan)   # no v̂ before a step
+    if m.gauss_newton:
+      metrics['gn_eig'] = spectra.lanczos(ops.gauss_newton, ops.dim, m.num_iters, keys[3], k=m.hessian_k,
+                                          dtype=dtype).eigenvalues
+      metrics['residual_top'] = spectra.lanczos(ops.residual, ops.dim, m.num_iters, keys[4], dtype=dtype).eigenvalues[0]
+    if m.ntk_k > 0:
+      xn = arrays['measure_x'][:m.ntk_batch]
+      f = lambda params: apply_fn(params, xn)
+      metrics['ntk_eig'] = spectra.ntk_eigenvalues(f, state.params, k=m.ntk_k, num_iters=m.num_iters, key=keys[5])
+      ntk_lr = spectra.ntk_weighted(apply_fn, state.params, xn, d_rates)
+      metrics['ntk_lr_eig'] = spectra.lanczos(ntk_lr, xn.shape[0] * data.spec.num_classes, m.num_iters, keys[5],
+                                              k=m.ntk_k, dtype=dtype).eigenvalues
+    if m.trace_samples > 0:
+      est = spectra.hutchinson(ops.hessian, ops.dim, m.trace_samples, keys[6], dtype=dtype)
+      metrics['hessian_trace'], metrics['hessian_trace_se'] = est.trace, est.stderr
+    if m.directional:
+      g, _ = ravel_pytree(jax.grad(lambda p: loss_on(p, xs, ys))(state.params))
+      metrics['directional_sharpness'] = spectra.directional_sharpness(ops.hessian, g)
+    h0, h = features(state.params0, xs), features(state.params, xs)
+    metrics['feature_movement'] = jnp.linalg.norm(h - h0) / jnp.linalg.norm(h0)
+    if m.density_every > 0:
+      def density(_):
+        dens = spectra.slq_density(ops.hessian, ops.dim, m.num_iters, m.density_vectors, keys[7],
+                                   grid_size=m.density_grid, dtype=dtype)
+        return dens.grid, dens.density
+      def skip(_):
+        return jnp.full((m.density_grid,), jnp.nan, dtype), jnp.full((m.density_grid,), jnp.nan, dtype)
+      metrics['density_grid'], metrics['density'] = jax.lax.cond(measurement_index % m.density_every == 0,
+                                                                 density, skip, None)
+    metrics.update(
         train_loss=loss_on(state.params, xl, yl),
         batch_loss=jnp.where(state.loss_count > 0, state.loss_sum / jnp.maximum(state.loss_count, 1), jnp.nan),
         eval_loss=loss_fn(out_eval, arrays['eval_y']),
-        eval_accuracy=models.accuracy(out_eval, arrays['eval_y']),
-        sharpness=lam, lr_sharpness=lr_sharpness)
+        eval_accuracy=models.accuracy(out_eval, arrays['eval_y']))
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}
     new_state = state.replace(loss_sum=jnp.zeros_like(state.loss_sum), loss_count=jnp.zeros_like(state.loss_count),
                               power_vec=vec.astype(dtype) if m.solver == 'power' else state.power_vec)
     return new_state, metrics
 
-  def chunk(state, hp, arrays):
+  def chunk(state, hp, arrays, measurement_index=0):
     plan = data.plan(arrays, state.data_key, state.step, cfg.measure_every)
     state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, plan)
-    return measure(state, hp, arrays)
+    return measure(state, hp, arrays, measurement_index)
 
   return LaneProgram(init, chunk, measure, step)
 
@@ -186,18 +271,19 @@ def run_sweep(model, data, cfg, hp: LaneHparams, progress=None):
   if sharding is not None:   # lanes spread over the 'sweep' axis of a device mesh
     hp = jax.device_put(hp, sharding)
   init = jax.jit(jax.vmap(program.init))
-  measure = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None)))
-  chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=0)
+  # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
+  measure = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None, None)))
+  chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None, None)), donate_argnums=0)
   state = init(hp)
-  state, first = measure(state, hp, data.arrays)
+  state, first = measure(state, hp, data.arrays, 0)
   rows = [jax.device_get(first)]
-  for _ in range(cfg.num_steps // cfg.measure_every):
-    state, metrics = chunk(state, hp, data.arrays)
+  for i in range(cfg.num_steps // cfg.measure_every):
+    state, metrics = chunk(state, hp, data.arrays, i + 1)
     rows.append(jax.device_get(metrics))   # waits for the chunk: the progress bar shows real progress
     if progress:
       progress(1)
   steps = np.arange(len(rows)) * cfg.measure_every
-  metrics = {k: np.stack([r[k] for r in rows], axis=1) for k in METRICS}
+  metrics = {k: np.stack([r[k] for r in rows], axis=1) for k in rows[0]}
   return steps, metrics, np.asarray(jax.device_get(state.diverged_step))
 
 
@@ -207,9 +293,9 @@ def run_lane(model, data, cfg, lr, gamma0, seed):
   dtype = jnp.dtype(cfg.dtype)
   hp = LaneHparams(jnp.asarray(lr, dtype), jnp.asarray(gamma0, dtype), jnp.asarray(seed, jnp.int32))
   chunk = jax.jit(program.chunk)
-  state, first = jax.jit(program.measure)(jax.jit(program.init)(hp), hp, data.arrays)
+  state, first = jax.jit(program.measure)(jax.jit(program.init)(hp), hp, data.arrays, 0)
   rows = [jax.device_get(first)]
-  for _ in range(cfg.num_steps // cfg.measure_every):
-    state, metrics = chunk(state, hp, data.arrays)
+  for i in range(cfg.num_steps // cfg.measure_every):
+    state, metrics = chunk(state, hp, data.arrays, i + 1)
     rows.append(jax.device_get(metrics))
-  return {k: np.array([r[k] for r in rows]) for k in METRICS}, int(state.diverged_step)
+  return {k: np.array([r[k] for r in rows]) for k in rows[0]}, int(state.diverged_step)
