@@ -35,6 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
+from machine import machine_info  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -70,22 +71,6 @@ def make_config(s):
 def make_model(c, data, width):
   param = pz.Parameterization(name='mup', **c.param.to_dict())
   return M.make_model(c.model, data.spec, width, c.depths[0], param, jnp.dtype(c.dtype))
-
-
-def machine_info():
-  try:
-    usable = len(os.sched_getaffinity(0))
-  except AttributeError:
-    usable = os.cpu_count()
-  return [
-      ('jax / jaxlib', f'{jax.__version__} / {__import__("jaxlib").__version__}'),
-      ('backend', jax.default_backend()),
-      ('devices', ', '.join(f'{d.device_kind} ({d.platform}:{d.id})' for d in jax.devices())),
-      ('cpu count (os / usable)', f'{os.cpu_count()} / {usable}'),
-      ('processor', platform.processor() or platform.machine()),
-      ('python', platform.python_version()),
-      ('XLA_FLAGS', os.environ.get('XLA_FLAGS', '(unset)')),
-  ]
 
 
 # ---------------------------------------------------------------------------------------------------- part 1

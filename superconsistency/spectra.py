@@ -220,14 +220,20 @@ def lanczos_tridiagonal(matvec: Callable, v0, num_iters: int, key):
     v = basis[i]
     w = matvec(v).astype(dtype)
     alpha = jnp.vdot(v, w)
+    # three-term recurrence, then one full reorthogonalization pass against the whole basis (reading the basis,
+    # not the arithmetic, is the solver's cost on large models)
+    w = w - alpha * v - jnp.where(i > 0, betas[jnp.maximum(i - 1, 0)], 0.0) * basis[jnp.maximum(i - 1, 0)]
     mask = (jnp.arange(m + 1) <= i).astype(dtype)
-    w = _orthogonalize(w, basis, mask)
+    w = w - basis.T @ (mask * (basis @ w))
     beta = jnp.linalg.norm(w)
     scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
     key, sub = jax.random.split(key)
-    r = _orthogonalize(jax.random.normal(sub, (dim,), dtype), basis, mask)
     ok = beta > 100 * eps * scale
-    v_next = jnp.where(ok, w / jnp.where(ok, beta, 1.0), r / jnp.linalg.norm(r))
+
+    def restart(_):   # only on breakdown (a real branch unless vmapped, where both sides run)
+      r = _orthogonalize(jax.random.normal(sub, (dim,), dtype), basis, mask)
+      return r / jnp.linalg.norm(r)
+    v_next = jax.lax.cond(ok, lambda _: w / jnp.where(ok, beta, 1.0), restart, None)
     beta = jnp.where(ok, beta, 0.0)
     return basis.at[i + 1].set(v_next), alphas.at[i].set(alpha), betas.at[i].set(beta), scale, key
 
@@ -376,6 +382,17 @@ def hessian_eigenvalues(loss_fn: Callable, params, *, k: int = 1, num_iters: int
   matvec, flat = flat_hvp(loss_fn, params)
   key = jax.random.PRNGKey(0) if key is None else key
   return lanczos(matvec, flat.size, num_iters, key, k=k, dtype=flat.dtype)
+
+
+def adam_preconditioned_eigenvalues(loss_fn: Callable, params, opt_state, *, lr, b1: float = 0.9,
+                                    b2: float = 0.999, eps: float = 1e-8, k: int = 1, num_iters: int = 30, key=None,
+                                    lr_multipliers=None, grad_scale=None) -> LanczosResult:
+  """Top-k eigenvalues of P⁻¹H for an Adam state (P = diag(sqrt(v̂)+ε)/η), as those of the symmetric D^½HD^½.
+  Compare eigenvalues[0] with adam_threshold(lr, b1). Ritz vectors are those of D^½HD^½."""
+  matvec, flat = flat_hvp(loss_fn, params)
+  d = adam_preconditioner(opt_state, params, lr, b1, b2, eps, lr_multipliers, grad_scale)
+  key = jax.random.PRNGKey(0) if key is None else key
+  return lanczos(weighted(matvec, d), flat.size, num_iters, key, k=k, dtype=flat.dtype)
 
 
 def ntk_gram(f: Callable, params):

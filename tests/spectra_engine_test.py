@@ -130,6 +130,9 @@ def test_adam_preconditioned_sharpness_matches_explicit_preconditioned_hessian()
   matvec, flat = spectra.flat_hvp(loss_of, params)
   got = spectra.lanczos(spectra.weighted(matvec, d), flat.size, 40, jax.random.PRNGKey(0)).eigenvalues[0]
   np.testing.assert_allclose(float(got), exact, rtol=1e-6)
+  entry = spectra.adam_preconditioned_eigenvalues(loss_of, params, state, lr=lr, k=2, num_iters=40)
+  np.testing.assert_allclose(np.asarray(entry.eigenvalues),
+                             np.sort(np.linalg.eigvals(p_inv[:, None] * hess).real)[::-1][:2], rtol=1e-6)
   assert spectra.adam_threshold(lr, 0.9) == pytest.approx(38.0)
 
 
