@@ -1,11 +1,12 @@
-"""Quickstart: MLP on MNIST-1D, μP vs NTP, 4 widths (64–512, 8×), 8 learning rates each, sharpness in the loop.
+"""Quickstart: MLP on MNIST-1D, μP vs NTP, 4 widths (64–512, 8×), 8 (μP) and 9 (NTP)
+learning rates, sharpness measured in the loop.
 
     python -m superconsistency --config=configs/quickstart.py --workdir=runs/quickstart
 
-Runtime: about 3 minutes on a 2-core laptop CPU (float32).
+Runtime: about 2.5 minutes on a 2-core laptop CPU (float32; 148 s measured, compilation included).
 Expect: under μP the step-size-weighted sharpness curves of all widths lie on top of each other and the best base
-learning rate is the same grid value (±1) at every width; under NTP the curves separate by width and the best
-learning rate moves with width.
+learning rate is the same grid value (±1) at every width (measured: 1.0 at all four); under NTP the curves
+separate by width and the best learning rate grows with width (measured: 16, 32, 32, 128).
 """
 from superconsistency.config import defaults
 

@@ -15,7 +15,7 @@ from conftest import shrunk_quickstart
 
 def _exact_top(loss_fn, params):
   flat, unravel = ravel_pytree(params)
-  h = jax.hessian(lambda v: loss_fn(unravel(v)))(flat)
+  h = jax.jit(jax.hessian(lambda v: loss_fn(unravel(v))))(flat)
   return np.linalg.eigvalsh(np.asarray(h))[::-1]
 
 

@@ -80,3 +80,16 @@ def test_epoch_stream_covers_every_example_once_per_epoch_and_online_never_repea
   assert len({x.tobytes() for x in xs}) == 8 * 16
   held_out = {x.tobytes() for x in np.asarray(online.arrays['measure_x'])}
   assert not held_out & {x.tobytes() for x in xs}
+
+
+def test_centered_output_starts_at_zero_and_still_trains():
+  """[G]'s centering f − f0: at init the output is exactly 0, so the MSE on one-hot targets is 1/C."""
+  c = shrunk_quickstart()
+  c.loss = 'mse'
+  data = data_lib.make_data(c.data, c.num_steps, c.measure.loss_batch, jnp.float32)
+  model = models.make_model(c.model, data.spec, 16, 3, pz.Parameterization('mup', center=True, lr_convention='g'),
+                            jnp.float32)
+  _, metrics, diverged = train.run_sweep(model, data, c, train.lane_grid((0.5,), (10.0,), (0,), jnp.float32))
+  assert diverged[0] == -1
+  np.testing.assert_allclose(metrics['eval_loss'][0, 0], 0.1, rtol=1e-6)
+  assert metrics['train_loss'][0, -1] < 0.1
