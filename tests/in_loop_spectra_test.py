@@ -1,6 +1,10 @@
 """Every spectral quantity measured inside the compiled, vmapped training program, against explicit matrices in
 float64: Hessian top-k, Gauss-Newton and residual, raw and learning-rate-weighted NTK, trace, directional
 sharpness, feature movement, Adam's preconditioned sharpness; and the density file through the real runner."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +17,23 @@ from superconsistency import parameterization as pz
 from superconsistency import results
 from superconsistency import runner
 from superconsistency import train
-from conftest import shrunk_quickstart
+from conftest import ROOT, shrunk_quickstart
+
+# In the full suite (after the CLI and coordinate-check tests), this file's first test twice hung inside XLA
+# waiting on a device buffer; run alone it passes. Until the cause is found, it runs in its own process, with a
+# timeout, so a hang fails the suite instead of stalling it.
+INNER = os.environ.get('SC_ISOLATED_RUN') == '1'
+isolated = pytest.mark.skipif(not INNER, reason='runs in its own process (test_in_loop_spectra_in_own_process)')
+
+
+def test_in_loop_spectra_in_own_process():
+  if INNER:
+    pytest.skip('this is the isolated run')
+  proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', os.path.abspath(__file__)],
+                        cwd=ROOT, env={**os.environ, 'SC_ISOLATED_RUN': '1'}, capture_output=True, text=True,
+                        timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+  assert '3 passed' in proc.stdout, proc.stdout[-1000:]
 
 
 def _config(optimizer):
@@ -41,6 +61,7 @@ def _top(mat, k):
   return np.linalg.eigvalsh(mat)[::-1][:k]
 
 
+@isolated
 @pytest.mark.parametrize('optimizer', ['sgd', 'adam'])
 def test_in_loop_spectra_match_explicit_float64(optimizer):
   with jax.enable_x64(True):
@@ -94,6 +115,7 @@ def test_in_loop_spectra_match_explicit_float64(optimizer):
         assert 'adam_sharpness' not in metrics
 
 
+@isolated
 def test_runner_writes_spectra_columns_and_density(tmp_path):
   c = shrunk_quickstart()
   c.widths, c.parameterizations = (8,), ('mup',)
