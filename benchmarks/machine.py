@@ -1,5 +1,6 @@
 """What a benchmark report says about the machine it ran on (shared by the benchmark scripts)."""
 import os
+import sys
 import platform
 
 import jax
@@ -20,3 +21,12 @@ def machine_info():
       ('python', platform.python_version()),
       ('XLA_FLAGS', os.environ.get('XLA_FLAGS', '(unset)')),
   ]
+
+
+def write_report(path, text):
+  """Writes the Markdown report (creating its folder) and prints it."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(text)
+  print(text)
+  print(f'wrote {path}', file=sys.stderr)

@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
-from machine import machine_info  # noqa: E402  (benchmarks/machine.py)
+from machine import machine_info, write_report  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
@@ -868,11 +867,7 @@ def main(argv=None):
   retime_hvp(s, hv)
   info.append(('load average at end (1 / 5 / 15 min)', ' / '.join(f'{x:.2f}' for x in os.getloadavg())))
   text = report(args, s, info, hv, counts, train_losses, ntk, ours, peer, time.perf_counter() - t0)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, 'w') as f:
-    f.write(text)
-  print(text)
-  log(f'wrote {args.out}')
+  write_report(args.out, text)
 
 
 if __name__ == '__main__':

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
-from machine import machine_info  # noqa: E402  (benchmarks/machine.py)
+from machine import machine_info, write_report  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -290,12 +289,7 @@ def main(argv=None):
   sws = [bench_sweep(dict(s, width=w), log) for w in s['widths']]
   hv = bench_hvp(s, log)
   text = report(args.quick, s, info, sws, hv, time.perf_counter() - t0)
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  os.makedirs(out_dir, exist_ok=True)
-  with open(args.out, 'w') as f:
-    f.write(text)
-  print(text)
-  log(f'wrote {args.out}')
+  write_report(args.out, text)
 
 
 if __name__ == '__main__':

@@ -53,7 +53,7 @@ def init_std(p: Parameterization, kind: str, fan_in: int) -> float:
 
 
 def forward_multiplier(p: Parameterization, kind: str, fan_in: int, width: int) -> float:
-  """Constant the forward pass multiplies the raw weight by (γ0 is applied separately, see readout_gamma_power).
+  """Constant the forward pass multiplies the raw weight by (the readout is also divided by γ0, in the model).
 
   For the readout, μP adds 1/sqrt(width) on top of NTP's 1/sqrt(fan_in): for an MLP fan_in = N, giving 1/N.
   """
@@ -114,11 +114,6 @@ def adam_grad_scale(p: Parameterization, kind: str, width: int) -> float:
   if not p.mean_field:
     return 1.0
   return width ** 1.5 if kind in ('hidden', 'branch') else float(width)
-
-
-def readout_gamma_power() -> int:
-  """The readout is divided by γ0 in every parameterization (γ0 = 1 recovers the plain one)."""
-  return -1
 
 
 def _check_kind(kind):

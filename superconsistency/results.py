@@ -2,7 +2,7 @@
 
 workdir/
   config.json        the resolved config
-  metrics.csv        tidy: one row per lane per measured step (COLUMNS)
+  metrics.csv        tidy: one row per lane per measured step (columns(...): lane, metrics, divergence)
   coord_check.csv    per parameterization, optimizer, layer and width: RMS of activations and of their change
   summary.json       per parameterization/width/depth: best learning rate and its loss (written last: a run
                      with summary.json is finished)
@@ -21,18 +21,14 @@ import numpy as np
 
 META_COLUMNS = ('parameterization', 'width', 'depth', 'optimizer', 'lr_convention', 'lr', 'gamma0', 'seed', 'step')
 TAIL_COLUMNS = ('lr_sharpness_threshold', 'diverged', 'diverged_step')
-BASE_METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness',
-                'feature_movement')
 DENSITY_COLUMNS = META_COLUMNS + ('eigenvalue', 'density')
 
 
-def columns(metric_columns=BASE_METRICS) -> tuple:
+def columns(metric_columns) -> tuple:
   """metrics.csv columns: lane identity, the measured metrics (which depend on the config), divergence."""
   extra = ('adam_sharpness_threshold',) if 'adam_sharpness' in metric_columns else ()
   return META_COLUMNS + tuple(metric_columns) + TAIL_COLUMNS + extra
 
-
-COLUMNS = columns()
 INT_COLUMNS = ('width', 'depth', 'seed', 'step', 'diverged', 'diverged_step')
 STR_COLUMNS = ('parameterization', 'optimizer', 'lr_convention')
 
@@ -65,7 +61,7 @@ class MetricsWriter:
   """Appends rows to workdir/metrics.csv with a fixed column order; the header is written once. Keys of a row
   that are not columns are ignored."""
 
-  def __init__(self, workdir: str, columns=COLUMNS, name='metrics.csv'):
+  def __init__(self, workdir: str, columns, name='metrics.csv'):
     self.path = os.path.join(workdir, name)
     self.columns = columns
     if not os.path.exists(self.path):

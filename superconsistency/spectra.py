@@ -288,18 +288,6 @@ def power_iteration_top_k(matvec: Callable, v0s, num_iters: int):
   return jnp.stack(vals), jnp.stack(vecs)
 
 
-def top_eigenvalue(matvec: Callable, dim: int, *, solver: str, num_iters: int, key, dtype=None, v0=None):
-  """λ_max with the configured solver; returns (eigenvalue, vector) so power iteration can warm-start."""
-  if solver == 'lanczos':
-    res = lanczos(matvec, dim, num_iters, key, k=1, dtype=dtype)
-    return res.eigenvalues[0], res.eigenvectors[0]
-  if solver == 'power':
-    if v0 is None:
-      v0 = jax.random.normal(key, (dim,), dtype or _default_float())
-    return power_iteration(matvec, v0, num_iters)
-  raise ValueError(f'unknown sharpness solver {solver!r}; allowed: lanczos, power')
-
-
 # ------------------------------------------------------------------------------------- traces and densities
 
 
