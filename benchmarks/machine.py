@@ -30,3 +30,8 @@ def write_report(path, text):
     f.write(text)
   print(text)
   print(f'wrote {path}', file=sys.stderr)
+
+
+def machine_table(info):
+  """The machine section of a report, as Markdown lines."""
+  return ['## Machine', '', '| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in info]

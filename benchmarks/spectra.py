@@ -68,7 +68,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
-from machine import machine_info, write_report  # noqa: E402  (benchmarks/machine.py)
+from machine import machine_info, machine_table, write_report  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
@@ -678,11 +678,7 @@ def report(args, s, info, hv, counts, train_losses, ntk, ours, peer, total):
              f'{ms(peer["best"]["median_total"])}) | {"yes" if ratio >= 5 else "**no**"} |')
   L.append('')
 
-  L.append('## Machine')
-  L.append('')
-  L.append('| | |')
-  L.append('|---|---|')
-  L += [f'| {k} | {v} |' for k, v in info]
+  L += machine_table(info)
   if not peer.get('error'):
     L.append(f'| torch (PyHessian side) | {peer["torch"]}, {peer["threads"]} threads |')
   L.append('')

@@ -34,7 +34,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
-from machine import machine_info, write_report  # noqa: E402  (benchmarks/machine.py)
+from machine import machine_info, machine_table, write_report  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -216,11 +216,7 @@ def report(quick, s, info, sws, hv, total):
   L.append('')
   L.append('Produced by `python benchmarks/sweep.py' + (' --quick' if quick else '') + f'` in {total:.1f} s.')
   L.append('')
-  L.append('## Machine')
-  L.append('')
-  L.append('| | |')
-  L.append('|---|---|')
-  L += [f'| {k} | {v} |' for k, v in info]
+  L += machine_table(info)
   L.append('')
   L.append('## 1. Vmapped sweep vs sequential lanes')
   L.append('')
