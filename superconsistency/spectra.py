@@ -18,6 +18,7 @@ model in train mode the loss itself depends on the chunking, since batch statist
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import jax
@@ -132,7 +133,7 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
     # Θ u = J (Jᵀ u) over the whole batch: the NTK couples all examples, so it is not chunked.
     return ntk_tangent(ntk_transpose(u.reshape(out_shape).astype(dtype))[0]).reshape(-1)
 
-  return Operators(hessian, gauss_newton, residual, ntk, flat.size, int(out_shape[0] * out_shape[1]), flat, unravel)
+  return Operators(hessian, gauss_newton, residual, ntk, flat.size, math.prod(out_shape), flat, unravel)
 
 
 def weighted(matvec: Callable, d) -> Callable:
@@ -246,6 +247,71 @@ def _tridiagonal(alphas, betas):
   return jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
 
 
+def _round_robin(n: int):
+  """Pairings of 0..n−1 (n even) into n−1 rounds of n/2 disjoint pairs, every pair once (circle method)."""
+  players = list(range(n))
+  rounds = []
+  for _ in range(n - 1):
+    rounds.append([(min(players[i], players[n - 1 - i]), max(players[i], players[n - 1 - i]))
+                   for i in range(n // 2)])
+    players = [players[0], players[-1]] + players[1:-1]
+  return jnp.asarray(rounds, jnp.int32)   # (n−1, n/2, 2)
+
+
+def small_eigh(a, max_sweeps: int = 30):
+  """Eigendecomposition of a small symmetric matrix (the Lanczos tridiagonal) in plain XLA ops: cyclic Jacobi
+  with round-robin ordering, so each round applies n/2 disjoint rotations at once. Returns (w ascending, V).
+
+  Why not `jnp.linalg.eigh`: on CPU, jaxlib 0.10's batched LAPACK kernels split their batch over XLA's intra-op
+  thread pool and block until it is done; when as many independent batched eigh calls as the pool has threads
+  run at once (several vmapped Lanczos solves in one measurement, on a 2-core machine), every pool thread waits
+  on work queued behind it and the program deadlocks. Jacobi is also accurate to a few ulps relative to ‖A‖.
+  """
+  n0 = a.shape[-1]
+  n = n0 + (n0 % 2)
+  if n != n0:   # pad to even with a decoupled entry: its rotations have zero angle, so it never mixes in
+    a = jnp.pad(a, ((0, 1), (0, 1)))
+  dtype, h = a.dtype, n // 2
+  rounds = _round_robin(n)
+  perms = jnp.concatenate([rounds[:, :, 0], rounds[:, :, 1]], axis=1)   # (n−1, n): the p's, then the q's
+  inverse = jnp.argsort(perms, axis=1)
+  off_diagonal = 1 - jnp.eye(n, dtype=dtype)
+  tol = jnp.finfo(dtype).eps * jnp.sqrt(jnp.sum(a * a))
+
+  def rotate(r, carry):
+    a, v = carry
+    perm, inv = perms[r], inverse[r]
+    b = a[perm][:, perm]               # pairs (i, h + i) of the permuted matrix are this round's (p, q)
+    app, aqq, apq = jnp.diag(b)[:h], jnp.diag(b)[h:], jnp.diag(b, h)
+    nonzero = apq != 0
+    tau = (aqq - app) / (2 * jnp.where(nonzero, apq, 1.0))
+    t = jnp.where(nonzero, jnp.sign(tau + (tau == 0)) / (jnp.abs(tau) + jnp.sqrt(1 + tau * tau)), 0.0)
+    c = 1 / jnp.sqrt(1 + t * t)
+    s = t * c
+    def rows(m):   # Jᵀ m, on the permuted rows
+      top, bot = m[:h], m[h:]
+      return jnp.concatenate([c[:, None] * top - s[:, None] * bot, s[:, None] * top + c[:, None] * bot])
+    b = rows(rows(b).T).T              # Jᵀ b J (b is symmetric)
+    vp = v[:, perm]
+    vp = rows(vp.T).T                  # v J
+    return b[inv][:, inv], vp[:, inv]
+
+  def cond(carry):
+    a, _, sweep = carry
+    return (sweep < max_sweeps) & (jnp.sqrt(jnp.sum((a * off_diagonal) ** 2)) > tol)
+
+  def sweep(carry):
+    a, v, i = carry
+    a, v = jax.lax.fori_loop(0, n - 1, rotate, (a, v))
+    return a, v, i + 1
+
+  a, v, _ = jax.lax.while_loop(cond, sweep, (a, jnp.eye(n, dtype=dtype), 0))
+  w = jnp.diag(a)[:n0]
+  v = v[:n0, :n0]   # the padded coordinate stayed decoupled: its column and row are e_n
+  order = jnp.argsort(w)
+  return w[order], v[:, order]
+
+
 def lanczos(matvec: Callable, dim: int, num_iters: int, key, k: int = 1, dtype=None) -> LanczosResult:
   """Top-k eigenpairs of a symmetric operator by Lanczos with full reorthogonalization (num_iters static,
   capped at dim)."""
@@ -254,7 +320,7 @@ def lanczos(matvec: Callable, dim: int, num_iters: int, key, k: int = 1, dtype=N
   k = min(k, m)
   k0, key = jax.random.split(key)
   alphas, betas, basis = lanczos_tridiagonal(matvec, jax.random.normal(k0, (dim,), dtype), m, key)
-  theta, s = jnp.linalg.eigh(_tridiagonal(alphas, betas))
+  theta, s = small_eigh(_tridiagonal(alphas, betas))
   theta, s = theta[::-1][:k], s[:, ::-1][:, :k]
   vectors = (basis[:m].T @ s).T
   residuals = jnp.abs(betas[-1] * s[-1])
@@ -343,7 +409,7 @@ def slq_density(matvec: Callable, dim: int, num_iters: int, num_vectors: int, ke
     k0, k1 = jax.random.split(k)
     v0 = _rademacher(k0, (dim,), dtype)
     alphas, betas, _ = lanczos_tridiagonal(matvec, v0, m, k1)
-    theta, s = jnp.linalg.eigh(_tridiagonal(alphas, betas))
+    theta, s = small_eigh(_tridiagonal(alphas, betas))
     return theta, s[0] ** 2
 
   nodes, weights = jax.lax.map(one, jax.random.split(key, num_vectors))

@@ -1,10 +1,6 @@
 """Every spectral quantity measured inside the compiled, vmapped training program, against explicit matrices in
 float64: Hessian top-k, Gauss-Newton and residual, raw and learning-rate-weighted NTK, trace, directional
 sharpness, feature movement, Adam's preconditioned sharpness; and the density file through the real runner."""
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,24 +13,7 @@ from superconsistency import parameterization as pz
 from superconsistency import results
 from superconsistency import runner
 from superconsistency import train
-from conftest import ROOT, shrunk_quickstart
-
-# In the full suite (after the CLI and coordinate-check tests), this file's first test twice hung inside XLA
-# waiting on a device buffer; run alone it passes. Until the cause is found, it runs in its own process, with a
-# timeout, so a hang fails the suite instead of stalling it.
-INNER = os.environ.get('SC_ISOLATED_RUN') == '1'
-isolated = pytest.mark.skipif(not INNER, reason='runs in its own process (test_in_loop_spectra_in_own_process)')
-
-
-def test_in_loop_spectra_in_own_process():
-  if INNER:
-    pytest.skip('this is the isolated run')
-  proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', os.path.abspath(__file__)],
-                        cwd=ROOT, env={**os.environ, 'SC_ISOLATED_RUN': '1'}, capture_output=True, text=True,
-                        timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-  assert '3 passed' in proc.stdout, proc.stdout[-1000:]
-
+from conftest import shrunk_quickstart
 
 def _config(optimizer):
   c = shrunk_quickstart()
@@ -61,7 +40,6 @@ def _top(mat, k):
   return np.linalg.eigvalsh(mat)[::-1][:k]
 
 
-@isolated
 @pytest.mark.parametrize('optimizer', ['sgd', 'adam'])
 def test_in_loop_spectra_match_explicit_float64(optimizer):
   with jax.enable_x64(True):
@@ -115,7 +93,6 @@ def test_in_loop_spectra_match_explicit_float64(optimizer):
         assert 'adam_sharpness' not in metrics
 
 
-@isolated
 def test_runner_writes_spectra_columns_and_density(tmp_path):
   c = shrunk_quickstart()
   c.widths, c.parameterizations = (8,), ('mup',)
@@ -136,3 +113,20 @@ def test_runner_writes_spectra_columns_and_density(tmp_path):
     assert abs(np.trapezoid([r['density'] for r in rs], [r['eigenvalue'] for r in rs]) - 1) < 0.02
   for name in ('spectra.png', 'density.png'):
     assert (tmp_path / 'w' / name).stat().st_size > 0
+
+
+def test_compiled_measurement_has_no_lapack_call():
+  """The vmapped measurement must not call jaxlib's CPU LAPACK kernels: with jaxlib 0.10 several batched LAPACK
+  calls running at once can deadlock XLA's CPU thread pool (seen here: this file's test hung for 15 minutes in
+  CI). The Lanczos tridiagonal is solved by spectra.small_eigh instead."""
+  c = _config('adam')
+  c.dtype, c.measure.density_every = 'float32', 1
+  data = data_lib.make_data(c.data, c.num_steps, c.measure.loss_batch, jnp.float32)
+  model = models.make_model(c.model, data.spec, 6, 3, pz.Parameterization('mup'), jnp.float32)
+  program = train.make_lane_program(model, data, c)
+  hp = train.lane_grid((0.01, 0.02), (1.0,), (0,), jnp.float32)
+  state = jax.vmap(program.init)(hp)
+  hlo = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None, None))).lower(state, hp, data.arrays, 0).as_text()
+  assert 'custom_call' not in hlo, [l for l in hlo.splitlines() if 'custom_call' in l][:3]
+  # and the check can fail: the LAPACK eigh does appear in such a program
+  assert 'custom_call' in jax.jit(jax.vmap(jnp.linalg.eigh)).lower(jnp.ones((2, 3, 3))).as_text()

@@ -176,3 +176,24 @@ def test_power_iteration_with_deflation_and_directional_sharpness():
   g = jnp.asarray(rng.normal(size=40))
   np.testing.assert_allclose(float(spectra.directional_sharpness(lambda v: a @ v, g)),
                              float(g @ a @ g / (g @ g)), rtol=1e-12)
+
+
+@pytest.mark.parametrize('n', [1, 2, 7, 20, 41])
+def test_small_eigh_matches_numpy_eigh_and_keeps_multiplicities(n):
+  rng = np.random.default_rng(n)
+  q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+  d = np.round(rng.standard_normal(n), 1)          # rounding makes repeated eigenvalues likely
+  d[: min(3, n)] = 2.5                               # and forces a triple one
+  a = q @ np.diag(d) @ q.T
+  w, v = jax.jit(spectra.small_eigh)(jnp.asarray(a))
+  np.testing.assert_allclose(np.asarray(w), np.linalg.eigh(a)[0], atol=1e-13 * np.abs(d).max())
+  np.testing.assert_allclose(np.asarray(v.T @ v), np.eye(n), atol=1e-13)
+  np.testing.assert_allclose(np.asarray(v.T @ a @ v), np.diag(np.asarray(w)), atol=1e-12 * np.abs(d).max())
+
+
+def test_small_eigh_vmaps_over_tridiagonals():
+  rng = np.random.default_rng(0)
+  alphas, betas = rng.standard_normal((5, 12)), rng.random((5, 12))
+  tri = jax.vmap(spectra._tridiagonal)(jnp.asarray(alphas), jnp.asarray(betas))
+  w, _ = jax.jit(jax.vmap(spectra.small_eigh))(tri)
+  np.testing.assert_allclose(np.asarray(w), np.linalg.eigh(np.asarray(tri))[0], atol=1e-13)
