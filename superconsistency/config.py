@@ -18,6 +18,12 @@ DTYPES = ('float32', 'float64')
 SELECT_BY = ('train_loss', 'eval_loss')
 
 
+RESIDUAL_MODELS = ('res_convnet', 'resnet', 'vit', 'gpt2')
+IMAGE_MODELS = ('simple_convnet', 'res_convnet', 'resnet', 'vit')
+TEXT_DATASETS = ('byte_text', 'wikitext103')
+VECTOR_DATASETS = ('mnist1d', 'teacher_student', 'staircase')
+
+
 class ConfigError(ValueError):
   """A config field that cannot run. str() is one line naming the field and what is allowed."""
 
@@ -30,7 +36,18 @@ def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                       # offset added to every lane seed
   c.dtype = 'float32'              # 'float64' enables jax x64 for the whole run
-  c.model = dict(name='mlp', activation='relu', layers_per_block=1)
+  c.model = dict(
+      name='mlp', activation='relu',
+      layers_per_block=1,          # res_convnet / resnet: conv layers per residual block (k)
+      norm='none',                 # resnet: 'none' | 'batch' | 'layer' inside each branch (batch statistics: train mode)
+      stem='auto',                 # resnet: 'cifar' (3×3/1) | 'imagenet' (3×3/2 + maxpool) | 'auto' (by image size)
+      weight_init='orthogonal',    # bn_mlp: 'orthogonal' (Haar) | 'gaussian'
+      bn_center=False,             # bn_mlp: subtract the batch mean in BN (the theory of [BN] does not)
+      shaping_k=0.0,               # bn_mlp: activation gains α_ℓ = ℓ^(−k); 0 = no shaping
+      patch=4, heads=4, mlp_ratio=4,   # vit / gpt2
+      pool='cls',                  # vit: 'cls' | 'mean'
+      positions='learned',         # gpt2: 'learned' | 'rotary'
+      tied=False)                  # gpt2: readout shares the token embedding
   c.widths = (64, 128, 256, 512)
   c.depths = (3,)                  # mlp: weight layers; res_convnet: blocks per stage; simple_convnet: ignored
   c.parameterizations = ('mup', 'ntk')
@@ -52,7 +69,17 @@ def defaults() -> ml_collections.ConfigDict:
       density_every=0,          # SLQ spectral density every k-th measurement (density.csv); 0 = never
       density_vectors=4, density_grid=128,
       num_chunks=1)             # split the sharpness batch into chunks whose Hessian products are summed
-  c.data = dict(name='mnist1d', mode='epoch', batch_size=64, num_train=4000, num_eval=1000, seed=0)
+  c.data = dict(
+      name='mnist1d', mode='epoch', batch_size=64, num_train=4000, num_eval=1000, seed=0,
+      offline=False,               # True: a TFDS dataset name runs on its offline equivalent (data.OFFLINE_EQUIVALENTS)
+      data_dir='',                 # TFDS data_dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+      augment=False,               # random crop (4-pixel padding) + horizontal flip, on device (image data)
+      image_size=0,                # images: height = width; 0 = the dataset's own (imagenet2012: 224)
+      num_classes=0,               # synthetic images: classes; 0 = the preset's (10 CIFAR-shaped, 200 Tiny-ImageNet)
+      input_dim=32, output_dim=1, teacher_width=0, label_noise=0.0,   # teacher_student / staircase
+      staircase_degree=4,
+      seq_len=128,                 # language data: tokens per example
+      max_bytes=4 * 2 ** 20)       # byte_text / wikitext103: corpus cap
   c.loss_cap = 1e3                 # a lane whose batch loss exceeds this (or is not finite) is frozen as diverged
   c.select_by = 'train_loss'       # which final loss picks the best learning rate
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
@@ -86,8 +113,8 @@ def validate(c) -> None:
   for p in c.parameterizations:
     _require(p in pz.NAMES, 'parameterizations', f'unknown parameterization {p!r}; allowed: {", ".join(pz.NAMES)}')
     if p == 'depth_mup':
-      _require(c.model.name == 'res_convnet', 'parameterizations',
-               f'depth_mup needs a model with residual branches (res_convnet), not {c.model.name!r}')
+      _require(c.model.name in RESIDUAL_MODELS, 'parameterizations',
+               f'depth_mup needs a model with residual branches ({", ".join(RESIDUAL_MODELS)}), not {c.model.name!r}')
     lrs = c.sweep.lrs[p]
     _require(len(lrs) > 0, f'sweep.lrs.{p}', 'is empty; give at least one learning rate')
     for lr in lrs:
@@ -124,18 +151,27 @@ def validate(c) -> None:
            f'must divide measure.sharpness_batch={m.sharpness_batch} into equal chunks')
   _require(m.density_vectors >= 1 and m.density_grid >= 2, 'measure', 'density_vectors >= 1 and density_grid >= 2')
   d = c.data
-  _require(d.name in data_lib.DATASETS, 'data.name',
-           f'unknown dataset {d.name!r}; allowed: {", ".join(data_lib.DATASETS)}')
+  names = data_lib.all_dataset_names()
+  _require(d.name in names, 'data.name', f'unknown dataset {d.name!r}; allowed: {", ".join(names)}')
   _require(d.mode in data_lib.MODES, 'data.mode', f'unknown mode {d.mode!r}; allowed: {", ".join(data_lib.MODES)}')
   _require(d.batch_size >= 1, 'data.batch_size', 'must be >= 1')
-  if d.mode == 'epoch':
+  text = d.name in TEXT_DATASETS
+  if d.mode == 'epoch' and not text:
     _require(d.num_train >= d.batch_size, 'data.num_train',
              f'{d.num_train} training examples cannot fill one batch of {d.batch_size}')
     _require(d.num_train >= max(m.loss_batch, m.sharpness_batch, m.ntk_batch if m.ntk_k else 0), 'data.num_train',
              'must be >= measure.loss_batch, sharpness_batch and ntk_batch (they are drawn from the training set)')
   _require(d.num_eval >= 1, 'data.num_eval', 'must be >= 1')
-  if c.model.name in ('simple_convnet', 'res_convnet'):
-    _require(d.name == 'synthetic_images', 'data.name', f'{c.model.name} needs image data (synthetic_images)')
+  images = tuple(n for n in names if n not in TEXT_DATASETS + VECTOR_DATASETS)
+  if c.model.name in IMAGE_MODELS:
+    _require(d.name in images, 'data.name', f'{c.model.name} needs image data; allowed: {", ".join(images)}')
+  if c.model.name == 'gpt2':
+    _require(text, 'data.name', f'gpt2 needs token data; allowed: {", ".join(TEXT_DATASETS)}')
+  elif text:
+    _require(False, 'model.name', f'{d.name} is token data: use model.name=gpt2')
+  if d.name in ('teacher_student', 'staircase'):
+    _require(c.loss == 'mse', 'loss', f'{d.name} has real-valued targets: use loss=mse')
+  _require(c.data.get('seq_len', 128) >= 1, 'data.seq_len', 'must be >= 1')
   _require(c.select_by in SELECT_BY, 'select_by', f'{c.select_by!r} is not allowed; allowed: {", ".join(SELECT_BY)}')
   _require(c.loss_cap > 0, 'loss_cap', 'must be > 0')
   cc = c.coord_check

@@ -28,6 +28,16 @@ def _param(cfg, name):
                              lr_convention=cfg.param.lr_convention)
 
 
+def _jsonable(value):
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (str, int, float, bool)) or value is None:
+    return value
+  return str(value)
+
+
 def _progress_bar(total, enabled):
   if not enabled:
     return None, None
@@ -39,23 +49,38 @@ def _progress_bar(total, enabled):
 def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
   """Validates everything before touching the workdir; returns the summary."""
   config_lib.validate(cfg)
-  config_lib.check_workdir(workdir, overwrite)
+  if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
+    config_lib.check_workdir(workdir, overwrite)   # fails fast, before any data is loaded
   if cfg.dtype == 'float64':
     jax.config.update('jax_enable_x64', True)
   dtype = jnp.dtype(cfg.dtype)
+  start = time.time()
+  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch,
+                    cfg.measure.ntk_batch if cfg.measure.ntk_k else 0)
+  depths = cfg.depths if cfg.model.name != 'simple_convnet' else (1,)
+  # Data and every model's shapes are built before the workdir is touched: a dataset that is not prepared, or a
+  # width the model cannot take, fails with one line and leaves nothing behind.
+  from superconsistency import tfds_data
+  try:
+    data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
+  except (tfds_data.DatasetNotPrepared, tfds_data.DatasetCorrupt, ValueError) as e:
+    raise config_lib.ConfigError('data.name', str(e).replace('\n', ' ')) from None
+  for p_name in cfg.parameterizations:
+    for depth in depths:
+      for width in cfg.widths:
+        try:
+          models.make_model(cfg.model, data.spec, width, depth, _param(cfg, p_name), dtype)
+        except ValueError as e:
+          raise config_lib.ConfigError('model', f'width={width}, depth={depth}: {e}') from None
+  config_lib.check_workdir(workdir, overwrite)
   os.makedirs(workdir, exist_ok=True)
   for name in OUTPUTS:   # a rerun replaces an unfinished (or, with --overwrite, a finished) run entirely
     if os.path.exists(os.path.join(workdir, name)):
       os.remove(os.path.join(workdir, name))
   resolved = cfg.to_dict()
   resolved['_versions'] = dict(jax=jax.__version__, backend=jax.default_backend(), devices=jax.device_count())
+  resolved['_data'] = dict(spec=data.spec._asdict(), info=_jsonable(data.info))   # what was actually trained on
   results.write_json(os.path.join(workdir, 'config.json'), resolved)
-
-  start = time.time()
-  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch,
-                    cfg.measure.ntk_batch if cfg.measure.ntk_k else 0)
-  data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
-  depths = cfg.depths if cfg.model.name != 'simple_convnet' else (1,)
   chunks = cfg.num_steps // cfg.measure_every
   bar, update = _progress_bar(len(cfg.parameterizations) * len(depths) * len(cfg.widths) * chunks, progress)
   metric_columns = train.metric_columns(cfg)

@@ -11,6 +11,7 @@ at which it diverged; vmapped lanes share no arithmetic, so this never changes a
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import flax
@@ -211,7 +212,8 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
       f = lambda params: apply_fn(params, xn)
       metrics['ntk_eig'] = spectra.ntk_eigenvalues(f, state.params, k=m.ntk_k, num_iters=m.num_iters, key=keys[5])
       ntk_lr = spectra.ntk_weighted(apply_fn, state.params, xn, d_rates)
-      metrics['ntk_lr_eig'] = spectra.lanczos(ntk_lr, xn.shape[0] * data.spec.num_classes, m.num_iters, keys[5],
+      out_dim = math.prod(jax.eval_shape(lambda p: apply_fn(p, xn), state.params).shape)
+      metrics['ntk_lr_eig'] = spectra.lanczos(ntk_lr, out_dim, m.num_iters, keys[5],
                                               k=m.ntk_k, dtype=dtype).eigenvalues
     if m.trace_samples > 0:
       est = spectra.hutchinson(ops.hessian, ops.dim, m.trace_samples, keys[6], dtype=dtype)
@@ -234,7 +236,8 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
         train_loss=loss_on(state.params, xl, yl),
         batch_loss=jnp.where(state.loss_count > 0, state.loss_sum / jnp.maximum(state.loss_count, 1), jnp.nan),
         eval_loss=loss_fn(out_eval, arrays['eval_y']),
-        eval_accuracy=models.accuracy(out_eval, arrays['eval_y']))
+        eval_accuracy=(models.accuracy(out_eval, arrays['eval_y']) if data.spec.task != 'regression'
+                       else jnp.asarray(jnp.nan)))   # no accuracy for real-valued targets
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}
     new_state = state.replace(loss_sum=jnp.zeros_like(state.loss_sum), loss_count=jnp.zeros_like(state.loss_count),
                               power_vec=vec.astype(dtype) if m.solver == 'power' else state.power_vec)

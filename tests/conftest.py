@@ -3,6 +3,13 @@ import os
 
 import pytest
 
+# The suite's arrays are tiny, so XLA compilation dominates its time. At optimization level 0 and without its fusion
+# emitters, XLA's CPU backend compiles 3-4x faster; only the generated code differs, and every comparison in the
+# suite is between numbers computed in the same run. Set before JAX starts its backend (subprocesses inherit it).
+FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + FAST_COMPILE).strip()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

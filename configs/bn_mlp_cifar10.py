@@ -1,0 +1,35 @@
+"""The batch-normalized MLP of [BN] on CIFAR-10: orthogonal weights, trained at several depths.
+
+    python -m superconsistency --config=configs/bn_mlp_cifar10.py --workdir=runs/bn_mlp_cifar10
+
+Offline by default (synthetic CIFAR-shaped images, flattened); `--config.data.offline=False` reads CIFAR-10.
+`--config.model.weight_init=gaussian` gives the Gaussian baseline; `--config.model.activation=tanh
+--config.model.shaping_k=0.4` the shaped nonlinearity.
+Runtime (offline): RUNTIME.
+Expect: EXPECT
+"""
+from superconsistency.config import defaults
+
+
+def get_config():
+  c = defaults()
+  c.model.name = 'bn_mlp'
+  c.model.activation = 'linear'    # the theory's setting; BN's normalization is the only nonlinearity
+  c.model.weight_init = 'orthogonal'
+  c.model.bn_center = False
+  c.widths = (128,)
+  c.depths = (10, 50)         # [linear → BN → act] blocks
+  c.parameterizations = ('sp',)
+  c.sweep.lrs.sp = (0.01, 0.1, 1.0)
+  c.data.name = 'cifar10'
+  c.data.offline = True
+  c.data.batch_size = 128          # batch = width, as the theory assumes
+  c.data.num_train = 4096
+  c.data.num_eval = 256
+  c.num_steps = 40
+  c.measure_every = 20
+  c.measure.loss_batch = 128       # BN uses batch statistics: measure on batches of the training size
+  c.measure.sharpness_batch = 128
+  c.measure.num_iters = 8
+  c.coord_check.enabled = False    # a fixed width; tests/bn_mlp_test.py checks the depth behaviour at init
+  return c

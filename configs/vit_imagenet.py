@@ -1,0 +1,31 @@
+"""ViT on ImageNet (64×64, `imagenet_resized/64x64`) with Adam, μP vs SP.
+
+    python -m superconsistency --config=configs/vit_imagenet.py --workdir=runs/vit_imagenet
+
+Offline by default: synthetic 64×64×3 images of 1,000 classes. With the dataset prepared, add
+`--config.data.offline=False`; for full-resolution ImageNet use `--config.data.name=imagenet2012
+--config.data.image_size=224 --config.model.patch=16` (it needs the manual ImageNet tars and a large host memory:
+the loader holds the split in memory, so cap it with `--config.data.num_train`).
+Runtime (offline): RUNTIME.
+Expect: EXPECT
+"""
+import importlib.util
+import os
+
+
+def _tiny_imagenet_config():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vit_tiny_imagenet.py')
+  spec = importlib.util.spec_from_file_location('vit_tiny_imagenet', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config():
+  c = _tiny_imagenet_config()      # the same ViT, Adam and grids; only the data differ
+  c.model.pool = 'mean'
+  c.data.name = 'imagenet_resized/64x64'
+  c.data.mode = 'online'           # ImageNet-scale runs see each example at most once
+  c.data.augment = False
+  c.coord_check.enabled = False
+  return c

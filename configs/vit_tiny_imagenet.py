@@ -1,0 +1,37 @@
+"""ViT on Tiny-ImageNet with Adam, μP vs SP: learning-rate transfer in width.
+
+    python -m superconsistency --config=configs/vit_tiny_imagenet.py --workdir=runs/vit_tiny_imagenet
+
+Offline by default: synthetic 64×64×3 images of 200 classes. With Tiny-ImageNet prepared by
+`python -m superconsistency.prepare tiny_imagenet --manual_dir=DIR`, add `--config.data.offline=False`.
+Runtime (offline): RUNTIME.
+Expect: EXPECT
+"""
+from superconsistency.config import defaults
+
+
+def get_config():
+  c = defaults()
+  c.model.name = 'vit'
+  c.model.patch = 8                # 64×64 → 8×8 = 64 tokens
+  c.model.heads = 4
+  c.model.pool = 'cls'
+  c.widths = (32, 64)
+  c.depths = (2,)
+  c.parameterizations = ('mup', 'sp')
+  c.optimizer.name = 'adam'
+  c.sweep.lrs.mup = (1e-3, 1e-2, 3e-2)
+  c.sweep.lrs.sp = (3e-4, 3e-3, 1e-2)
+  c.data.name = 'tiny_imagenet'
+  c.data.offline = True
+  c.data.batch_size = 64
+  c.data.num_train = 4096
+  c.data.num_eval = 256
+  c.data.augment = True
+  c.num_steps = 40
+  c.measure_every = 20
+  c.measure.loss_batch = 256
+  c.measure.sharpness_batch = 32
+  c.measure.num_iters = 8
+  c.coord_check.enabled = False   # tests/transformers_test.py checks width and depth
+  return c

@@ -1,0 +1,59 @@
+"""Every architecture × dataset config runs end to end through the real CLI, shrunk and offline, and writes a
+complete workdir whose numbers are finite."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+CONFIGS = {   # name: (depths for the shrunk run, extra overrides)
+    'convnet_cifar10': ('(1,)', []),
+    'resnet_cifar10': ('(1,)', ['--config.model.norm=batch']),
+    'vit_tiny_imagenet': ('(1,)', []),
+    'vit_imagenet': ('(1,)', []),
+    'gpt2_wikitext103': ('(1,)', ['--config.data.seq_len=16', '--config.data.max_bytes=200000']),
+    'bn_mlp_cifar10': ('(3,)', []),
+}
+SHRINK = ['--config.widths=(8,)', '--config.num_steps=4', '--config.measure_every=2',
+          '--config.data.num_train=128', '--config.data.num_eval=32', '--config.data.batch_size=16',
+          '--config.measure.loss_batch=32', '--config.measure.sharpness_batch=16', '--config.measure.num_iters=4',
+          '--config.coord_check.enabled=False', '--config.data.offline=True', '--noprogress']
+# The arrays are tiny, so compiling dominates: XLA's CPU backend at optimization level 0 and without its fusion
+# emitters compiles 3-4x faster (measured on the GPT config: 26 s -> 7 s); only the generated code differs.
+FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+
+
+def _first_parameterization(name):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config().parameterizations[0]
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_config_runs_shrunk_and_offline_through_the_cli(name, tmp_path):
+  depths, extra = CONFIGS[name]
+  workdir = tmp_path / name
+  lrs = [f'--config.sweep.lrs.{p}=(0.001,0.01)' for p in ('sp', 'ntk', 'mup', 'depth_mup')]
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + FAST_COMPILE).strip())
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency', f'--config=configs/{name}.py',
+                         f'--workdir={workdir}', f'--config.depths={depths}', *SHRINK, *lrs, *extra,
+                         f"--config.parameterizations=('{_first_parameterization(name)}',)"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(workdir / 'metrics.csv') as f:
+    rows = list(csv.DictReader(f))
+  with open(workdir / 'config.json') as f:
+    cfg = json.load(f)
+  num_depths = len(depths.strip("()").rstrip(",").split(",")) if name != "convnet_cifar10" else 1
+  assert len(rows) == num_depths * 2 * 3   # depths × learning rates × measurements (steps 0, 2, 4)
+  for r in rows:
+    for col in ('train_loss', 'eval_loss', 'sharpness'):
+      assert r[col] not in ('', 'nan') and abs(float(r[col])) < 1e6, (col, r)
+  assert cfg['_data']['spec']['name'] != cfg['data']['name']   # the offline stand-in ran, and says so
+  assert os.path.getsize(workdir / 'summary.json') > 0
