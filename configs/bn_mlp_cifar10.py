@@ -5,8 +5,11 @@
 Offline by default (synthetic CIFAR-shaped images, flattened); `--config.data.offline=False` reads CIFAR-10.
 `--config.model.weight_init=gaussian` gives the Gaussian baseline; `--config.model.activation=tanh
 --config.model.shaping_k=0.4` the shaped nonlinearity.
-Runtime (offline): RUNTIME.
-Expect: EXPECT
+Runtime (offline): about 3 minutes on a 2-core laptop CPU (175 s measured, sharing the 2 cores with a second run).
+Expect: both depths train with orthogonal weights and batch norm: at depth 10 and 50 the best
+rate is 0.1 (final train loss 0.024 and 0.023, eval accuracy 0.996 on the synthetic task); the largest rate, 1.0,
+is worse at depth 50 (loss 12.0) than at depth 10 (0.76). tests/bn_mlp_test.py checks the [BN] gradient result at
+init (orthogonal: log‖∇W1‖ flat over depths 10–200; Gaussian: grows).
 """
 from superconsistency.config import defaults
 

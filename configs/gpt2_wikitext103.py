@@ -6,8 +6,11 @@ sharpness in width.
 Offline by default: a byte-level corpus built from the Python standard library's sources on this machine. With
 WikiText-103 prepared by `python -m superconsistency.prepare wikitext103 --manual_dir=DIR`, add
 `--config.data.offline=False`.
-Runtime (offline): RUNTIME.
-Expect: EXPECT
+Runtime (offline): about 9 minutes on a 2-core laptop CPU (517 s measured, sharing the 2 cores with a second run).
+Expect: after 60 Adam steps the byte-level loss falls from ln 256 = 5.55 to 3.80 / 3.67 (μP,
+widths 32 / 64, best rate 0.03 at both, the top of the grid) and 2.96 / 2.88 (SP, best rate 0.01 at both): the best
+rate does not move between these two widths under either; a transfer study needs a wider width range, a grid
+that brackets μP's optimum and more steps.
 """
 from superconsistency.config import defaults
 

@@ -6,8 +6,10 @@ Offline by default: synthetic 64×64×3 images of 1,000 classes. With the datase
 `--config.data.offline=False`; for full-resolution ImageNet use `--config.data.name=imagenet2012
 --config.data.image_size=224 --config.model.patch=16` (it needs the manual ImageNet tars and a large host memory:
 the loader holds the split in memory, so cap it with `--config.data.num_train`).
-Runtime (offline): RUNTIME.
-Expect: EXPECT
+Runtime (offline): about 9.5 minutes on a 2-core laptop CPU (557 s measured, sharing the 2 cores with a second run).
+Expect: a smoke-scale run: after 40 online Adam steps on 1,000 classes the loss has
+barely left ln 1000 = 6.91 (μP 6.89 / 6.87 at widths 32 / 64, best rate 0.03, the top of the grid; SP 6.71 / 6.58,
+best rate 0.01). The ImageNet claims need the real data and thousands of steps.
 """
 import importlib.util
 import os

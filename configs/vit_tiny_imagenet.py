@@ -4,8 +4,12 @@
 
 Offline by default: synthetic 64×64×3 images of 200 classes. With Tiny-ImageNet prepared by
 `python -m superconsistency.prepare tiny_imagenet --manual_dir=DIR`, add `--config.data.offline=False`.
-Runtime (offline): RUNTIME.
-Expect: EXPECT
+Runtime (offline): about 4.5 minutes on a 2-core laptop CPU (276 s measured, sharing the 2 cores with a second run).
+Expect: at this laptop scale (40 Adam steps, 200 classes) the networks
+barely leave chance level (ln 200 = 5.30): final train loss 5.22 / 5.24 for μP at widths 32 / 64 (best rate 0.03
+at both widths, the top of the grid: extend the grid upwards for a transfer study) and 4.61 / 4.82 for SP (best
+rate 0.01 at both). It is a smoke-scale run of the real model; the transfer claim needs num_steps in the
+thousands and the real data.
 """
 from superconsistency.config import defaults
 

@@ -57,3 +57,16 @@ def test_config_runs_shrunk_and_offline_through_the_cli(name, tmp_path):
       assert r[col] not in ('', 'nan') and abs(float(r[col])) < 1e6, (col, r)
   assert cfg['_data']['spec']['name'] != cfg['data']['name']   # the offline stand-in ran, and says so
   assert os.path.getsize(workdir / 'summary.json') > 0
+
+
+def test_unprepared_dataset_fails_with_the_prepare_command_and_writes_nothing(tmp_path):
+  workdir, data_dir = tmp_path / 'w', tmp_path / 'empty_data_dir'
+  data_dir.mkdir()
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency', '--config=configs/convnet_cifar10.py',
+                         f'--workdir={workdir}', '--config.data.offline=False', f'--config.data.data_dir={data_dir}',
+                         '--noprogress'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  message = proc.stderr.strip().splitlines()[-1]
+  assert message.startswith('error: config.data.name:') and 'python -m superconsistency.prepare cifar10' in message
+  assert str(data_dir) in message
+  assert not workdir.exists() and list(data_dir.iterdir()) == []
