@@ -4,9 +4,12 @@
 
 Offline by default (synthetic CIFAR-shaped images); `--config.data.offline=False` reads CIFAR-10 through TFDS.
 `--config.model.layers_per_block=2` gives the k = 2 blocks that [SC] finds do not transfer;
-`--config.model.norm=batch` (or `layer`) adds normalization inside the branches.
-Runtime (offline): RUNTIME.
-Expect: EXPECT
+`--config.model.norm=batch` (or `layer`) adds normalization before every activation.
+Runtime (offline): about 12 minutes on a 2-core laptop CPU (734 s measured for the two depths while sharing the 2 cores with two other runs; a third depth, L = 12, was still running after 7 more minutes).
+Expect: a smoke-scale run: at width 8 and 40 SGD steps the loss stays near ln 10 =
+2.30 at both depths (best rate 1.6, the top of the grid: final train loss 2.294 at L = 3, 2.298 at L = 6), with
+step-size-weighted sharpness 0.13–0.18, far below 2. tests/resnet_test.py checks what Depth-μP promises at init
+and after a few steps (depth coordinate check); the transfer claim needs widths ≥ 16·m and thousands of steps.
 """
 from superconsistency.config import defaults
 
@@ -16,7 +19,7 @@ def get_config():
   c.model.name = 'resnet'
   c.model.layers_per_block = 1
   c.widths = (8,)
-  c.depths = (1, 2, 4)             # residual blocks per stage: L = 3, 6, 12
+  c.depths = (1, 2)                # residual blocks per stage: L = 3, 6 (add 4, 8 for a real depth sweep)
   c.parameterizations = ('depth_mup',)
   c.param.alpha = 0.5
   c.sweep.lrs.depth_mup = (0.1, 0.4, 1.6)
