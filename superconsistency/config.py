@@ -165,10 +165,8 @@ def validate(c) -> None:
   images = tuple(n for n in names if n not in TEXT_DATASETS + VECTOR_DATASETS)
   if c.model.name in IMAGE_MODELS:
     _require(d.name in images, 'data.name', f'{c.model.name} needs image data; allowed: {", ".join(images)}')
-  if c.model.name == 'gpt2':
-    _require(text, 'data.name', f'gpt2 needs token data; allowed: {", ".join(TEXT_DATASETS)}')
-  elif text:
-    _require(False, 'model.name', f'{d.name} is token data: use model.name=gpt2')
+  _require(text or c.model.name != 'gpt2', 'data.name', f'gpt2 needs token data; allowed: {", ".join(TEXT_DATASETS)}')
+  _require(not text or c.model.name == 'gpt2', 'model.name', f'{d.name} is token data: use model.name=gpt2')
   if d.name in ('teacher_student', 'staircase'):
     _require(c.loss == 'mse', 'loss', f'{d.name} has real-valued targets: use loss=mse')
   _require(c.data.get('seq_len', 128) >= 1, 'data.seq_len', 'must be >= 1')

@@ -65,11 +65,13 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
     data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
   except (tfds_data.DatasetNotPrepared, tfds_data.DatasetCorrupt, ValueError) as e:
     raise config_lib.ConfigError('data.name', str(e).replace('\n', ' ')) from None
+  built = {}   # (parameterization, depth, width) -> Model, reused by the sweep below
   for p_name in cfg.parameterizations:
     for depth in depths:
       for width in cfg.widths:
         try:
-          models.make_model(cfg.model, data.spec, width, depth, _param(cfg, p_name), dtype)
+          built[p_name, depth, width] = models.make_model(cfg.model, data.spec, width, depth, _param(cfg, p_name),
+                                                          dtype)
         except ValueError as e:
           raise config_lib.ConfigError('model', f'width={width}, depth={depth}: {e}') from None
   config_lib.check_workdir(workdir, overwrite)
@@ -90,14 +92,13 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
   threshold = train.stability_threshold(cfg.optimizer)
   adam_threshold = spectra.adam_threshold(None, cfg.optimizer.b1)
   for p_name in cfg.parameterizations:
-    param = _param(cfg, p_name)
     lrs = tuple(cfg.sweep.lrs[p_name])
     hp = train.lane_grid(lrs, cfg.sweep.gamma0s, cfg.sweep.seeds, dtype, cfg.seed)
     for depth in depths:
       for width in cfg.widths:
         if bar:
           bar.set_description(f'{p_name} depth={depth} width={width}')
-        model = models.make_model(cfg.model, data.spec, width, depth, param, dtype)
+        model = built[p_name, depth, width]
         steps, metrics, diverged_step = train.run_sweep(model, data, cfg, hp, update)
         rows, density_rows = [], []
         for lane in range(hp.lr.shape[0]):
