@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     summary = runner.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except config_lib.ConfigError as e:
     return _fail(str(e))
-  for name, t in summary['transfer'].items():
+  for name, t in summary.get('transfer', {}).items():
     print(f'{name}: best lr per width {dict(zip(t["widths"], t["best_lrs"]))}, '
           f'shift {t["best_lr_shift_grid_steps"]} grid steps')
   print(f'wrote {_WORKDIR.value} in {summary["wall_time_s"]["total"]:.0f} s')

@@ -55,3 +55,15 @@ def layer_isometry_gaps(model, params, x):
   after each block)."""
   _, acts = model.apply(params, x, 1.0, with_activations=True)
   return {n: isometry_gap(a) for n, a in acts.items() if n not in model.kinds}
+
+
+def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> dict:
+  """experiment='bn_depth' (the runner's entry): [BN] at init across depth, in bn_experiment.py."""
+  from superconsistency import bn_experiment   # imports this module: import on use
+  return bn_experiment.run_experiment(cfg, workdir, overwrite=overwrite, progress=progress, plots=plots)
+
+
+def analyze(workdir) -> dict:
+  """Figures and numbers of a bn_depth workdir (bn_experiment.analyze)."""
+  from superconsistency import bn_experiment
+  return bn_experiment.analyze(workdir)

@@ -34,6 +34,9 @@ class ConfigError(ValueError):
 
 def defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  # 'sweep': train the grid of lanes (everything below). 'bn_depth' and 'toy_chain' are computations of their own
+  # ([BN] at init across depth; [G]'s scalar chain), configured by the blocks of those names at the end.
+  c.experiment = 'sweep'
   c.seed = 0                       # offset added to every lane seed
   c.dtype = 'float32'              # 'float64' enables jax x64 for the whole run
   c.model = dict(
@@ -59,6 +62,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.num_steps = 200
   c.measure_every = 20             # steps per compiled chunk; one measurement at the end of each
   c.measure = dict(
+      hessian=True,             # False: no Hessian products at all (sharpness, lr_sharpness are nan): loss curves only
       loss_batch=512, sharpness_batch=256, solver='lanczos', num_iters=20,
       hessian_k=1,              # top-k Hessian eigenvalues (columns hessian_eig_1..k when k > 1)
       gauss_newton=False,       # top-k of G = JᵀH_ℓJ (gn_eig_*) and the top eigenvalue of R = H − G
@@ -82,9 +86,41 @@ def defaults() -> ml_collections.ConfigDict:
       max_bytes=4 * 2 ** 20)       # byte_text / wikitext103: corpus cap
   c.loss_cap = 1e3                 # a lane whose batch loss exceeds this (or is not finite) is frozen as diverged
   c.select_by = 'train_loss'       # which final loss picks the best learning rate
+  c.analysis = dict(small_gamma_max=0.1,    # `analyze` γ–η fits: the small-γ0 regime is γ0 <= this
+                    large_gamma_min=10.0)   # ... and the large-γ0 regime (and the τ-collapse curves) γ0 >= this
+  c.select_step = 0                # the step whose loss picks it (0 = the last); e.g. a sweep read at half the run
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
                        lr=dict(sgd=0.05, adam=0.002))
   c.plot = dict(trajectory_lrs=dict(sp=0.0, ntk=0.0, mup=0.0, depth_mup=0.0))  # 0: best lr at the smallest width
+  c.bn_depth = dict(  # experiment='bn_depth': [BN]'s BN-MLP at init across depth (bn_experiment.py; c.dtype applies)
+      depths=(5, 10, 20, 50, 100, 200, 500, 1000),   # BN blocks L of each network (one compiled program per depth)
+      width=32,                        # N, hidden width
+      batch_size=0,                    # n, samples in the batch; 0 = width (the theory's n = d)
+      input_dim=32,                    # D, features of the random input batch
+      num_classes=10,                  # C, readout width; labels are uniform random classes
+      loss='cross_entropy',            # 'cross_entropy' | 'mse' (one-hot targets)
+      seeds=(0, 1, 2, 3, 4),           # each seed: its own inputs, labels and weights (shared by all variants)
+      weight_inits=('orthogonal', 'gaussian'),   # linear-activation variants: weights ...
+      inputs=('independent', 'degenerate'),      # ... × inputs (Gaussian batch | rank-deficient batch)
+      degenerate_kind='repeated',      # 'repeated': degenerate_rank distinct samples tiled | 'low_rank': a subspace
+      degenerate_rank=16,              # rank of the degenerate batch (< batch size)
+      shaping_activations=('tanh', 'sin'),   # activation-shaping variants (orthogonal weights, independent inputs)
+      shaping_ks=(0.0, 0.4),           # α_ℓ = ℓ^(−k) for those; 0 = no shaping
+      bn_center=False,                 # subtract the batch mean in BN (the theory does not)
+      gap_layers_per_decade=8,         # isometry gap recorded at block 0 and log-spaced blocks up to max(depths) ...
+      gap_fit_blocks=20,               # ... and at this many evenly spaced blocks, which the exp(−ℓ/k) fit uses
+      lanes_per_batch=8)               # lanes (variant × seed) vmapped together; bounds memory at large depth
+  c.toy_chain = dict(  # experiment='toy_chain': GD on [G]'s scalar chain f = (w1·…·wL − 1)/γ (toy_chain.py)
+      depths=(2, 3, 4),                # L: number of scalar factors in the chain
+      gamma_log10_range=(-2.0, 3.0),   # γ = logspace over this range, both ends included
+      gammas_per_decade=2,             # 2: half-decades
+      etas_per_decade=100,             # η lattice 10^(k/100): neighbours 2.3% apart (the η_max resolution)
+      eta_window_decades=(-1.0, 0.5),  # lattice points run per (L, γ): this many decades around the exact η_max
+      num_steps=10000,                 # GD steps per run (also sets how close to η_max "converged" can tell)
+      loss_tol=1e-12,                  # "stable" = final loss below this and never non-finite (initial loss 0.5)
+      escape_fractions=(0.1, 0.5),     # escape-time runs at these fractions of the exact η_max
+      small_gamma_max=0.1,             # slope fit regimes: γ <= this (prediction 2) ...
+      large_gamma_min=100.0)           # ... and γ >= this (prediction 2/L); each needs >= 3 γ values
   return c
 
 
@@ -93,8 +129,13 @@ def _require(cond, field, message):
     raise ConfigError(field, message)
 
 
+EXPERIMENTS = ('sweep', 'bn_depth', 'toy_chain')
+
+
 def validate(c) -> None:
   """Raises ConfigError on the first field that cannot run."""
+  _require(c.experiment in EXPERIMENTS, 'experiment',
+           f'unknown experiment {c.experiment!r}; allowed: {", ".join(EXPERIMENTS)}')
   _require(c.dtype in DTYPES, 'dtype', f'{c.dtype!r} is not allowed; allowed: {", ".join(DTYPES)}')
   _require(c.model.name in models.ARCHITECTURES, 'model.name',
            f'unknown model {c.model.name!r}; allowed: {", ".join(models.ARCHITECTURES)}')
@@ -142,6 +183,9 @@ def validate(c) -> None:
   _require(m.hessian_k >= 1, 'measure.hessian_k', 'must be >= 1')
   _require(m.hessian_k == 1 or m.solver == 'lanczos', 'measure.hessian_k',
            'top-k with k > 1 needs measure.solver=lanczos (power iteration gives the top eigenvalue)')
+  _require(m.hessian or not (m.gauss_newton or m.ntk_k or m.trace_samples or m.directional or m.density_every),
+           'measure.hessian', 'is False, so turn off the other spectra too (gauss_newton, ntk_k, trace_samples, '
+           'directional, density_every)')
   _require(m.hessian_k <= m.num_iters, 'measure.hessian_k', f'cannot exceed measure.num_iters={m.num_iters}')
   _require(m.ntk_k >= 0 and m.trace_samples >= 0 and m.density_every >= 0, 'measure',
            'ntk_k, trace_samples and density_every must be >= 0')
@@ -172,6 +216,9 @@ def validate(c) -> None:
   _require(c.data.get('seq_len', 128) >= 1, 'data.seq_len', 'must be >= 1')
   _require(c.select_by in SELECT_BY, 'select_by', f'{c.select_by!r} is not allowed; allowed: {", ".join(SELECT_BY)}')
   _require(c.loss_cap > 0, 'loss_cap', 'must be > 0')
+  _require(c.select_step >= 0 and c.select_step <= c.num_steps and c.select_step % c.measure_every == 0,
+           'select_step', f'must be 0 (the last step) or a measured step in 1..num_steps={c.num_steps}, '
+           f'a multiple of measure_every={c.measure_every}; got {c.select_step}')
   cc = c.coord_check
   if cc.enabled:
     _require(len(cc.widths) >= 2, 'coord_check.widths', 'needs at least two widths to fit a slope')

@@ -72,8 +72,8 @@ def plot_sharpness(rows, cfg, summary, path):
   plt.close(fig)
 
 
-def plot_transfer(rows, select_by, path):
-  finals = results.final_losses(rows, select_by)
+def plot_transfer(rows, select_by, path, select_step=0):
+  finals = results.final_losses(rows, select_by, select_step)
   params = list(dict.fromkeys(r['parameterization'] for r in rows))
   depths = sorted({r['depth'] for r in rows})
   fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
@@ -94,7 +94,7 @@ def plot_transfer(rows, select_by, path):
         ax.plot(div, [top] * len(div), 'x', color=c)
     ax.set_xscale('log')
     ax.set_xlabel('base learning rate η0')
-    ax.set_ylabel(f'final {select_by}')
+    ax.set_ylabel(f'{select_by} at step {select_step}' if select_step else f'final {select_by}')
     ax.set_title(f'{p} (★ best, × diverged)')
     ax.legend(fontsize=8)
   fig.tight_layout()
@@ -214,9 +214,11 @@ def plot_workdir(workdir, summary=None):
     with open(os.path.join(workdir, 'summary.json')) as f:
       summary = json.load(f)
   rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
-  plot_sharpness(rows, cfg, summary, os.path.join(workdir, 'sharpness.png'))
-  plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'transfer.png'))
-  if rows:
+  hessian = cfg['measure'].get('hessian', True)   # False: loss curves only, nothing spectral to draw
+  if hessian:
+    plot_sharpness(rows, cfg, summary, os.path.join(workdir, 'sharpness.png'))
+  plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'transfer.png'), cfg.get('select_step', 0))
+  if rows and hessian:
     plot_spectra(rows, cfg, summary, os.path.join(workdir, 'spectra.png'))
   dens = os.path.join(workdir, 'density.csv')
   if os.path.exists(dens):

@@ -97,12 +97,14 @@ def read_csv(path: str) -> list[dict]:
   return rows
 
 
-def final_losses(rows, select_by='train_loss'):
-  """{(param, depth, width): {lr: (mean over seeds and γ0 of the final loss, any lane diverged)}}."""
+def final_losses(rows, select_by='train_loss', select_step=0):
+  """{(param, depth, width): {lr: (mean over seeds and γ0 of the final loss, any lane diverged)}}.
+
+  select_step > 0 reads the loss at that step instead of the last (a lane diverged by then counts as diverged)."""
   last = defaultdict(int)
   for r in rows:
     key = (r['parameterization'], r['depth'], r['width'], r['lr'], r['gamma0'], r['seed'])
-    last[key] = max(last[key], r['step'])
+    last[key] = select_step if select_step else max(last[key], r['step'])
   acc = defaultdict(lambda: defaultdict(list))
   for r in rows:
     key = (r['parameterization'], r['depth'], r['width'], r['lr'], r['gamma0'], r['seed'])
@@ -118,13 +120,13 @@ def final_losses(rows, select_by='train_loss'):
   return out
 
 
-def summarize(rows, select_by='train_loss'):
+def summarize(rows, select_by='train_loss', select_step=0):
   """Best learning rate per (parameterization, depth, width), and how far it moves across widths in grid steps.
 
   A learning rate at which any lane diverged is never best. The shift is measured between the best rates'
   positions in each parameterization's grid, so "within one grid step" can be read off directly.
   """
-  finals = final_losses(rows, select_by)
+  finals = final_losses(rows, select_by, select_step)
   per_group = []
   for (p, depth, width), by_lr in sorted(finals.items()):
     lrs = sorted(by_lr)

@@ -2,6 +2,7 @@
 summary and the plots, all written into one workdir through `results`."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -49,6 +50,9 @@ def _progress_bar(total, enabled):
 def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
   """Validates everything before touching the workdir; returns the summary."""
   config_lib.validate(cfg)
+  if cfg.experiment != 'sweep':   # computations of their own, with the same workdir contract
+    module = importlib.import_module(f'superconsistency.{cfg.experiment}')
+    return module.run_experiment(cfg, workdir, overwrite=overwrite, progress=progress, plots=plots)
   if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
     config_lib.check_workdir(workdir, overwrite)   # fails fast, before any data is loaded
   if cfg.dtype == 'float64':
@@ -133,7 +137,8 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
     results.MetricsWriter(workdir, coord_check.ROW_COLUMNS, 'coord_check.csv').write(cc_rows)
     results.MetricsWriter(workdir, coord_check.SLOPE_COLUMNS, 'coord_check_slopes.csv').write(cc_slopes)
 
-  summary = results.summarize(results.read_csv(os.path.join(workdir, 'metrics.csv')), cfg.select_by)
+  summary = results.summarize(results.read_csv(os.path.join(workdir, 'metrics.csv')), cfg.select_by,
+                              cfg.select_step)
   summary['wall_time_s'] = dict(sweep=round(train_time, 1), total=round(time.time() - start, 1))
   summary['lr_convention'] = cfg.param.lr_convention
   if plots:

@@ -184,7 +184,9 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
     lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
     d_rates, _ = ravel_pytree({n: (lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
     metrics = {}
-    if m.solver == 'power':
+    if not m.hessian:   # loss curves only: no Hessian products (and no other spectra: validate enforces it)
+      lam, vec, top = jnp.asarray(jnp.nan, dtype), state.power_vec, jnp.full((m.hessian_k,), jnp.nan, dtype)
+    elif m.solver == 'power':
       lam, vec = spectra.power_iteration(ops.hessian, state.power_vec, m.num_iters)
       top = lam[None]
     else:
@@ -193,8 +195,10 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
     metrics['sharpness'] = lam
     if m.hessian_k > 1:
       metrics['hessian_eig'] = top
-    if cfg.optimizer.name == 'sgd':   # one rate for all layers: λ_max(D½HD½) = rate·λ_max(H)
+    if cfg.optimizer.name == 'sgd' or not m.hessian:   # SGD: one rate for all layers, λ_max(D½HD½) = rate·λ_max(H)
       metrics['lr_sharpness'] = lr * next(iter(mults.values())) * lam
+      if cfg.optimizer.name == 'adam':
+        metrics['adam_sharpness'] = jnp.asarray(jnp.nan, dtype)
     else:
       metrics['lr_sharpness'] = spectra.lanczos(spectra.weighted(ops.hessian, d_rates), ops.dim, m.num_iters,
                                                 keys[1], dtype=dtype).eigenvalues[0]

@@ -1,0 +1,50 @@
+"""[G] The γ–η phase plane: a centered MLP on MNIST-1D trained by online SGD (every example seen once), MSE on
+one-hot targets, L = 2, 3, 4 weight layers, γ0 from 1e-3 to 1e3 and η0 from 1e-7 to 1e5, both in half-decades, 400 steps of batch 32. Experiment 6
+of the results gallery.
+
+    python -m superconsistency --config=configs/gamma_eta.py --workdir=results/gamma_eta
+    python -m superconsistency --config=configs/gamma_eta.py:ce --workdir=results/gamma_eta_ce
+    python -m superconsistency.analyze results/gamma_eta results/gamma_eta_ce
+
+[G]'s conventions: the output is (g(θ) − g(θ0))/γ0 with g the μP network, the raw SGD rate is η0·N
+(`param.lr_convention='g'`), float64 throughout (small γ0 needs it). Every (η0, γ0) pair is one lane of one
+vmapped program per depth; a lane that diverges is frozen and marked. No Hessian products: loss curves only.
+The argument `ce` trains with cross-entropy instead (one depth). Runtime and measured result: results/README.md.
+Expect ([G]): η* ∝ γ0² for γ0 ≪ 1 (∝ γ0 with cross-entropy) and ∝ γ0^(2/L) for γ0 ≫ 1; long plateaus and then drops at
+large γ0; early loss curves at large γ0 coincide against τ = η0·t/γ0.
+"""
+import numpy as np
+
+from superconsistency.config import defaults
+
+
+def get_config(loss: str = 'mse'):
+  c = defaults()
+  c.dtype = 'float64'
+  c.model.name = 'mlp'
+  c.model.activation = 'relu'
+  c.widths = (128,)
+  c.depths = (2, 3, 4)
+  c.parameterizations = ('mup',)
+  c.param.center = True
+  c.param.lr_convention = 'g'
+  c.loss = 'mse'
+  c.sweep.gamma0s = tuple(float(g) for g in np.round(np.logspace(-3, 3, 13), 6))   # half-decades
+  c.sweep.lrs.mup = tuple(float(v) for v in np.round(np.logspace(-7, 5, 25), 10))
+  c.data.name = 'mnist1d'
+  c.data.mode = 'online'
+  c.data.batch_size = 32
+  c.data.num_eval = 500
+  c.num_steps = 400
+  c.measure_every = 10
+  c.measure.hessian = False
+  c.measure.loss_batch = 256
+  c.measure.sharpness_batch = 1
+  c.loss_cap = 1e2
+  c.coord_check.enabled = False
+  if loss == 'ce':
+    c.loss = 'cross_entropy'
+    c.depths = (3,)
+  elif loss != 'mse':
+    raise ValueError(f'configs/gamma_eta.py: unknown loss {loss!r}; use mse (default) or ce')
+  return c

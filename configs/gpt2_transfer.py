@@ -1,0 +1,34 @@
+"""[SC]/[G] Transformer: a GPT-2-style byte-level language model on the offline text corpus, Adam, μP vs SP across
+three widths: learning-rate transfer and sharpness. Experiment 9 of the results gallery.
+
+    python -m superconsistency --config=configs/gpt2_transfer.py --workdir=results/gpt2_transfer
+    python -m superconsistency.analyze results/gpt2_transfer
+
+Derived from configs/gpt2_wikitext103.py (which reads WikiText-103 with `--config.data.offline=False`): widths 16,
+32 and 64 (4 heads), 2 blocks, sequences of 32 bytes, batch 16, 120 Adam steps, factor-3 learning-rate grids.
+Runtime and measured result: results/README.md. Expect ([SC]): μP's best rate stays put as the width grows while
+SP's moves down; μP's preconditioned sharpness curves coincide across widths.
+"""
+import importlib.util
+import os
+
+
+def _base():
+  path = os.path.join(os.path.dirname(__file__), 'gpt2_wikitext103.py')
+  spec = importlib.util.spec_from_file_location('gpt2_wikitext103', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config():
+  c = _base()
+  c.widths = (16, 32, 64)
+  c.sweep.lrs.mup = (0.001, 0.003, 0.01, 0.03, 0.1)
+  c.sweep.lrs.sp = (0.0003, 0.001, 0.003, 0.01, 0.03)
+  c.data.seq_len = 32
+  c.data.batch_size = 16
+  c.num_steps = 120
+  c.measure_every = 30
+  c.measure.num_iters = 12
+  return c

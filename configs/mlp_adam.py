@@ -1,0 +1,31 @@
+"""[SC] The quickstart's MLP on MNIST-1D trained with Adam: learning-rate transfer and Adam's preconditioned
+sharpness λ_max(P⁻¹H) against its threshold (2 + 2β1)/(1 − β1) = 38 (in units of 1/η). Experiment 2 of the
+results gallery, beside the quickstart (the same story with SGD).
+
+    python -m superconsistency --config=configs/mlp_adam.py --workdir=results/mlp_adam
+    python -m superconsistency.analyze results/mlp_adam
+
+Adam under μP follows the rules in README.md (hidden layers η0/√N, ε scaled with width). Runtime and the measured
+result: results/README.md. Expect ([SC], [Cohen et al.]): the preconditioned sharpness rises to its threshold and
+stays there at every width under μP; μP's best rate transfers across widths, NTP's does not.
+"""
+import importlib.util
+import os
+
+
+def _quickstart():
+  spec = importlib.util.spec_from_file_location('quickstart', os.path.join(os.path.dirname(__file__), 'quickstart.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config():
+  c = _quickstart()
+  c.optimizer.name = 'adam'
+  c.optimizer.eps = 1e-8
+  c.sweep.lrs.mup = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064)   # factor-2 grid
+  c.sweep.lrs.ntk = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
+  c.measure.num_iters = 20         # Adam's preconditioned spectrum needs more Lanczos steps than SGD's
+  c.coord_check.enabled = False    # the quickstart and tests/coord_check_test.py check Adam's μP rules
+  return c

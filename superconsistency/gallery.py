@@ -1,0 +1,83 @@
+"""Regenerates the laptop-scale results gallery (results/README.md): every experiment, then its analysis.
+
+    python -m superconsistency.gallery                       # all of them, into results/ (replacing what is there)
+    python -m superconsistency.gallery --only=figure1,toy_chain
+    python -m superconsistency.gallery --dry_run             # print the commands
+
+Each experiment runs in its own process through the ordinary CLI (a float64 experiment switches JAX's x64 mode for
+its whole process), so a gallery entry is exactly the command a user would type. `python -m
+superconsistency.analyze` alone redraws every figure from the committed files without training anything.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+# (workdir name under results/, config spec, experiment number in results/README.md)
+ENTRIES = (
+    ('figure1', 'configs/figure1.py', 1),
+    ('quickstart', 'configs/quickstart.py', 2),
+    ('mlp_adam', 'configs/mlp_adam.py', 2),
+    ('depth_resnet_k1', 'configs/depth_resnet.py:1', 3),
+    ('depth_resnet_k2', 'configs/depth_resnet.py:2', 3),
+    ('ntk_hessian', 'configs/ntk_hessian.py', 4),
+    ('linear_two_layer', 'configs/linear_two_layer.py', 5),
+    ('gamma_eta', 'configs/gamma_eta.py', 6),
+    ('gamma_eta_ce', 'configs/gamma_eta.py:ce', 6),
+    ('toy_chain', 'configs/toy_chain.py', 7),
+    ('bn_depth', 'configs/bn_depth.py', 8),
+    ('bn_mlp_cifar10', 'configs/bn_mlp_cifar10.py', 8),
+    ('gpt2_transfer', 'configs/gpt2_transfer.py', 9),
+)
+
+_ONLY = flags.DEFINE_list('only', [], 'Workdir names to (re)run; default all: ' + ', '.join(e[0] for e in ENTRIES))
+_RESULTS = flags.DEFINE_string('results', 'results', 'Directory that holds one workdir per entry.')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the commands and run nothing.')
+
+
+def commands(names, results_dir):
+  """The two commands (train, analyze) of each named entry, in gallery order."""
+  unknown = sorted(set(names) - {e[0] for e in ENTRIES})
+  if unknown:
+    raise ValueError(f'unknown gallery entries {unknown}; known: {", ".join(e[0] for e in ENTRIES)}')
+  out = []
+  for name, spec, _ in ENTRIES:
+    if names and name not in names:
+      continue
+    workdir = os.path.join(results_dir, name)
+    out.append((name, [sys.executable, '-m', 'superconsistency', f'--config={spec}', f'--workdir={workdir}',
+                       '--overwrite', '--noprogress'],
+                [sys.executable, '-m', 'superconsistency.analyze', workdir]))
+  return out
+
+
+def main(argv):
+  del argv
+  try:
+    todo = commands(_ONLY.value, _RESULTS.value)
+  except ValueError as e:
+    print(f'error: --only: {e}', file=sys.stderr)
+    return 2
+  start = time.time()
+  for name, train_cmd, analyze_cmd in todo:
+    if _DRY_RUN.value:
+      print('python ' + ' '.join(train_cmd[1:]) + '\npython ' + ' '.join(analyze_cmd[1:]))
+      continue
+    t0 = time.time()
+    for cmd in (train_cmd, analyze_cmd):
+      if subprocess.run(cmd).returncode != 0:
+        print(f'error: gallery entry {name} failed: {" ".join(cmd[1:])}', file=sys.stderr)
+        return 1
+    print(f'gallery: {name} done in {time.time() - t0:.0f} s', flush=True)
+  if not _DRY_RUN.value:
+    print(f'gallery: {len(todo)} entries in {time.time() - start:.0f} s')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

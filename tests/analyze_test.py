@@ -1,0 +1,123 @@
+"""The analysis module on rows whose answers are known by construction, checked against independent computations."""
+import math
+
+import numpy as np
+import pytest
+
+from superconsistency import analyze
+
+
+def _row(p='mup', width=64, depth=3, lr=1.0, gamma0=1.0, seed=0, step=0, loss=1.0, diverged=0, **extra):
+  r = dict(parameterization=p, width=width, depth=depth, optimizer='sgd', lr_convention='sc', lr=lr, gamma0=gamma0,
+           seed=seed, step=step, train_loss=loss, eval_loss=loss, sharpness=1.0, lr_sharpness=lr, diverged=diverged,
+           diverged_step=-1)
+  r.update(extra)
+  return r
+
+
+CFG = dict(select_by='train_loss', select_step=0, loss='mse', sweep=dict(lrs={'mup': [1.0]}),
+           plot=dict(trajectory_lrs={'mup': 0.0}), analysis=dict(small_gamma_max=0.1, large_gamma_min=10.0))
+
+
+def test_linear_fit_interval_matches_scipy_linregress():
+  from scipy import stats
+  rng = np.random.default_rng(0)
+  x = np.linspace(0, 3, 9)
+  y = 1.7 * x + 0.3 + rng.normal(scale=0.2, size=x.size)
+  fit = analyze.linear_fit(x, y)
+  ref = stats.linregress(x, y)
+  half = stats.t.ppf(0.975, x.size - 2) * ref.stderr
+  assert fit['slope'] == pytest.approx(ref.slope, rel=1e-10)
+  assert fit['ci'] == pytest.approx([ref.slope - half, ref.slope + half], rel=1e-10)
+
+
+def test_interpolated_argmin_recovers_a_parabola_vertex_and_flags_edges():
+  xs = np.log([0.1, 0.2, 0.5, 1.0, 2.0])
+  vertex = math.log(0.37)
+  x_best, index, edge = analyze.interpolated_argmin(xs, (xs - vertex) ** 2)
+  assert x_best == pytest.approx(vertex, abs=1e-9) and not edge
+  assert 1 < index < 2   # between 0.2 and 0.5 on the grid
+  assert analyze.interpolated_argmin(xs, xs)[2]                          # minimum at the grid's edge
+  assert analyze.interpolated_argmin(xs, [np.nan] * 5) is None
+
+
+def test_transfer_finds_each_size_best_rate_the_shift_and_the_penalty():
+  grid = [2.0 ** k for k in range(-4, 5)]
+  best = {64: 0.25, 128: 0.5, 256: 1.0}    # NTP-like: the optimum doubles with the width
+  rows = []
+  for width, lr_star in best.items():
+    for lr in grid:
+      for step in (0, 10):
+        loss = 1.0 + (step / 10) * (math.log(lr / lr_star) ** 2 - 0.5)
+        rows.append(_row(width=width, lr=lr, step=step, loss=loss))
+  out = analyze.transfer(rows, CFG)['mup/depth=3']
+  assert out['best_lrs'] == pytest.approx([best[w] for w in (64, 128, 256)], rel=1e-6)
+  assert out['shift_grid_steps'] == pytest.approx(2.0)
+  # the smallest width's best rate (0.25) used at width 256, against its own optimum: (ln 4)² higher
+  assert out['penalty_at_largest'] == pytest.approx(math.log(4.0) ** 2, rel=1e-9)
+
+
+def test_transfer_counts_a_diverged_rate_as_an_infinite_penalty():
+  rows = [_row(width=w, lr=lr, step=s, loss=(2.0 if s == 0 else 1.0 + abs(math.log(lr / (0.5 if w == 64 else 0.125)))),
+               diverged=int(w == 128 and lr == 0.5 and s > 0))
+          for w in (64, 128) for lr in (0.125, 0.25, 0.5) for s in (0, 10)]
+  out = analyze.transfer(rows, CFG)['mup/depth=3']
+  assert out['penalty_at_largest'] == math.inf
+
+
+def test_consistency_is_the_coefficient_of_variation_across_sizes():
+  rows = []
+  values = {64: [0.1, 1.0, 1.9], 128: [0.1, 1.2, 2.0], 256: [0.1, 1.4, 2.1]}
+  for width, vs in values.items():
+    for step, v in zip((0, 10, 20), vs):
+      rows.append(_row(width=width, lr=1.0, step=step, lr_sharpness=v, sharpness=v))
+  summary = dict(groups=[dict(parameterization='mup', width=64, depth=3, best_lr=1.0)])
+  q = analyze.consistency(rows, CFG, summary)['mup']['quantities']['lr_sharpness']
+  for j, step in enumerate((0, 10, 20)):
+    v = np.array([values[w][j] for w in (64, 128, 256)])
+    assert q['cv'][j] == pytest.approx(np.std(v) / np.mean(v), abs=1e-12)
+  assert q['cv_late_mean'] == pytest.approx(np.mean(q['cv'][1:]))
+
+
+def _gamma_eta_rows(eta_star, gammas, lrs, depth=3, steps=(0, 10, 20, 40)):
+  rows = []
+  for g in gammas:
+    for lr in lrs:
+      unstable = lr > 3 * eta_star(g)
+      for step in steps:
+        tau = lr * step / g
+        loss = 1.0 if step == 0 else 1.0 - 0.5 * math.exp(-(math.log(lr / eta_star(g))) ** 2)
+        rows.append(_row(width=128, depth=depth, lr=lr, gamma0=g, step=step, loss=loss if not unstable else np.nan,
+                         diverged=int(unstable and step > 0), tau=tau))
+  return rows
+
+
+def test_gamma_eta_fits_the_scaling_laws_it_was_given():
+  gammas = [10.0 ** k for k in np.arange(-3, 3.01, 0.5)]
+  lrs = [10.0 ** k for k in np.arange(-9, 5.01, 0.25)]
+  # η* = γ² below γ = 1 and γ^(2/3) above it: the slopes the analysis must recover
+  eta_star = lambda g: g ** 2 if g < 1 else g ** (2 / 3)
+  out = analyze.gamma_eta(_gamma_eta_rows(eta_star, gammas, lrs), dict(CFG, loss='mse'))['mup/depth=3/width=128']
+  assert out['fits']['eta_star_small']['slope'] == pytest.approx(2.0, abs=0.05)
+  assert out['fits']['eta_star_large']['slope'] == pytest.approx(2 / 3, abs=0.05)
+  assert out['prediction_small'] == 2.0 and out['prediction_large'] == pytest.approx(2 / 3)
+  ci = out['fits']['eta_star_large']['ci']
+  assert ci[0] <= out['fits']['eta_star_large']['slope'] <= ci[1]
+  # the largest stable rate is the last grid point below 3·η*
+  for g, eta_max in zip(gammas, out['eta_max']):
+    assert eta_max == max(lr for lr in lrs if lr <= 3 * eta_star(g))
+
+
+def test_collapse_is_small_for_curves_that_are_functions_of_tau_and_not_of_t():
+  gammas = [10.0, 100.0, 1000.0]
+  rows = []
+  for g in gammas:
+    lr = g ** 0.5   # η*/γ differs per γ, so the curves differ in t
+    for step in range(0, 401, 10):
+      rows.append(_row(width=128, lr=lr, gamma0=g, step=step, loss=0.1 + 1.0 / (1.0 + (lr * step / g) ** 2)))
+  eta_star = [g ** 0.5 for g in gammas]
+  c = analyze.collapse(rows, 'mup', 3, 128, np.array(gammas), eta_star, np.array(gammas), np.array(eta_star))
+  assert c['num_curves'] == 3
+  # what is left in τ is the linear interpolation between each curve's own measured points
+  assert c['dispersion_t'] > 0.1
+  assert c['ratio'] < 0.05

@@ -1,0 +1,105 @@
+"""Every experiment of the results gallery runs shrunk for a few steps through the real CLI, and the analysis command
+turns its output into analysis.json and figures (toy_chain and bn_depth have their own test files)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SMALL = ['--config.num_steps=4', '--config.measure_every=2', '--config.data.num_eval=32',
+         '--config.measure.loss_batch=32', '--config.measure.sharpness_batch=16', '--noprogress']
+IMAGES = ['--config.data.num_train=64', '--config.data.batch_size=16', '--config.data.image_size=8',
+          '--config.measure.num_iters=3']
+# name: (config argument, overrides, analyses that must come out)
+EXPERIMENTS = {
+    'figure1': ('', IMAGES[:2] + IMAGES[3:] + ['--config.widths=(4,8)', '--config.select_step=2',
+                              "--config.sweep.lrs.mup=(0.5,1.0)", "--config.sweep.lrs.ntk=(3.0,7.0)"],
+                ('transfer', 'consistency')),
+    'mlp_adam': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
+                      '--config.measure.num_iters=4', "--config.sweep.lrs.mup=(0.004,0.016)",
+                      "--config.sweep.lrs.ntk=(0.001,0.004)"], ('transfer', 'consistency')),
+    'depth_resnet': ('2', IMAGES + ['--config.depths=(1,2)', "--config.sweep.lrs.depth_mup=(0.4,1.6)"],
+                     ('transfer', 'consistency')),
+    'ntk_hessian': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
+                         '--config.measure.num_iters=4', '--config.measure.ntk_batch=4', '--config.measure.ntk_k=2',
+                         '--config.sweep.seeds=(0,)'], ('consistency',)),
+    'linear_two_layer': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=64',
+                              '--config.measure.num_iters=4', '--config.sweep.seeds=(0,)'], ('consistency',)),
+    'gamma_eta': ('', ['--config.depths=(2,)', '--config.widths=(16,)', '--config.data.batch_size=8',
+                       "--config.sweep.gamma0s=(0.01,0.1,10.0,100.0)", "--config.sweep.lrs.mup=(0.0001,0.01,1.0,100.0)"],
+                  ('gamma_eta',)),
+    'gpt2_transfer': ('', ['--config.widths=(8,16)', '--config.depths=(1,)', '--config.data.seq_len=8', '--config.data.batch_size=4',
+                           '--config.data.max_bytes=100000', '--config.measure.num_iters=3',
+                           "--config.sweep.lrs.mup=(0.003,0.03)", "--config.sweep.lrs.sp=(0.001,0.01)"],
+                      ('transfer', 'consistency')),
+}
+
+
+def _first_parameterization(name, arg):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return (module.get_config(arg) if arg else module.get_config()).parameterizations[0]
+
+
+def _finite_numbers(x):
+  """Every number in a nested structure (json's null stands for nan)."""
+  if isinstance(x, dict):
+    return [v for value in x.values() for v in _finite_numbers(value)]
+  if isinstance(x, list):
+    return [v for value in x for v in _finite_numbers(value)]
+  return [x] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
+
+
+@pytest.mark.parametrize('name', sorted(EXPERIMENTS))
+def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path):
+  arg, overrides, analyses = EXPERIMENTS[name]
+  workdir = tmp_path / name
+  config = f'--config=configs/{name}.py' + (f':{arg}' if arg else '')
+  first = _first_parameterization(name, arg)   # one parameterization: compiling dominates the shrunk runs
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency', config, f'--workdir={workdir}', *SMALL,
+                         *overrides, f"--config.parameterizations=('{first}',)"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency.analyze', str(workdir)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(workdir / 'analysis.json') as f:
+    out = json.load(f)
+  for key in analyses:
+    assert out.get(key), (key, sorted(out))
+    assert os.path.getsize(workdir / f'analysis_{key}.png') > 10_000
+    assert _finite_numbers(out[key]), key
+  if 'transfer' in analyses:
+    for t in out['transfer'].values():
+      assert len(t['best_lrs']) == 2 and t['shift_grid_steps'] is not None
+  if 'gamma_eta' in analyses:
+    (g,) = out['gamma_eta'].values()
+    assert len(g['eta_star']) == 4 and len(g['lr_grid']) == 4
+    assert os.path.getsize(workdir / 'analysis_plateaus.png') > 10_000
+
+
+def test_analyze_refuses_an_unfinished_workdir(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency.analyze', str(tmp_path)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert 'no summary.json' in proc.stderr and str(tmp_path) in proc.stderr
+
+
+def test_gallery_dry_run_lists_every_entry_with_a_config_that_exists():
+  from superconsistency import gallery
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency.gallery', '--dry_run'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert len(lines) == 2 * len(gallery.ENTRIES)
+  for name, spec, _ in gallery.ENTRIES:
+    assert os.path.exists(os.path.join(ROOT, spec.split(':')[0])), spec
+    assert f'--config={spec} --workdir=results/{name}' in proc.stdout
+    assert f'superconsistency.analyze results/{name}' in proc.stdout
+  bad = subprocess.run([sys.executable, '-m', 'superconsistency.gallery', '--only=nope'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 2 and 'nope' in bad.stderr
