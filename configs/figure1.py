@@ -18,10 +18,11 @@ Runtime: see results/README.md (measured on this 2-core CPU). Expect ([SC]): und
 sharpness rises to a width-independent level near 2 and the best rate is the same at every width; under NTP the
 sharpness differs across widths and the best rate moves.
 """
-from superconsistency.config import defaults
+from superconsistency.config import defaults, options
 
 
-def get_config(scale: str = 'laptop'):
+def get_config(arg: str = ''):
+  full = 'full' in options(arg, ('full',), 'figure1')
   c = defaults()
   c.model.name = 'simple_convnet'
   c.parameterizations = ('mup', 'ntk')
@@ -39,18 +40,16 @@ def get_config(scale: str = 'laptop'):
   c.measure.solver = 'power'       # warm-started from the previous measurement's vector, as the authors' script
   c.measure.num_iters = 8
   c.coord_check.enabled = False
-  if scale == 'laptop':
+  if not full:
     c.widths = (16, 64, 256)
     c.num_steps = 256
     c.measure_every = 32
     c.select_step = 128
-  elif scale == 'full':
+  else:
     c.widths = (64, 256, 1024)
     c.data.offline = False
     c.data.num_train = 50000
     c.num_steps = 19550
     c.measure_every = 1955
     c.select_step = 0
-  else:
-    raise ValueError(f'configs/figure1.py: unknown scale {scale!r}; use laptop (default) or full')
   return c

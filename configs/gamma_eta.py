@@ -5,20 +5,22 @@ of the results gallery.
     python -m superconsistency --config=configs/gamma_eta.py --workdir=results/gamma_eta
     python -m superconsistency --config=configs/gamma_eta.py:ce --workdir=results/gamma_eta_ce
     python -m superconsistency.analyze results/gamma_eta results/gamma_eta_ce
+    python -m superconsistency --config=configs/gamma_eta.py:full --workdir=runs/gamma_eta_full   # GPU/TPU
 
 [G]'s conventions: the output is (g(θ) − g(θ0))/γ0 with g the μP network, the raw SGD rate is η0·N
 (`param.lr_convention='g'`), float64 throughout (small γ0 needs it). Every (η0, γ0) pair is one lane of one
 vmapped program per depth; a lane that diverges is frozen and marked. No Hessian products: loss curves only.
-The argument `ce` trains with cross-entropy instead (one depth). Runtime and measured result: results/README.md.
+The option `ce` trains with cross-entropy instead (one depth, L = 3); `full` is [G]'s scale. Runtime and measured result: results/README.md.
 Expect ([G]): η* ∝ γ0² for γ0 ≪ 1 (∝ γ0 with cross-entropy) and ∝ γ0^(2/L) for γ0 ≫ 1; long plateaus and then drops at
 large γ0; early loss curves at large γ0 coincide against τ = η0·t/γ0.
 """
 import numpy as np
 
-from superconsistency.config import defaults
+from superconsistency.config import defaults, options
 
 
-def get_config(loss: str = 'mse'):
+def get_config(arg: str = ''):
+  opts = options(arg, ('ce', 'full'), 'gamma_eta')
   c = defaults()
   c.dtype = 'float64'
   c.model.name = 'mlp'
@@ -42,9 +44,15 @@ def get_config(loss: str = 'mse'):
   c.measure.sharpness_batch = 1
   c.loss_cap = 1e2
   c.coord_check.enabled = False
-  if loss == 'ce':
+  if 'ce' in opts:
     c.loss = 'cross_entropy'
     c.depths = (3,)
-  elif loss != 'mse':
-    raise ValueError(f'configs/gamma_eta.py: unknown loss {loss!r}; use mse (default) or ce')
+  if 'full' in opts:               # [G]'s scale: width ~1000, γ0 over 1e-5 … 1e5, quarter-decade η0 grid
+    c.widths = (1024,)
+    c.sweep.gamma0s = tuple(float(g) for g in np.round(np.logspace(-5, 5, 21), 8))
+    c.sweep.lrs.mup = tuple(float(v) for v in np.round(np.logspace(-12, 6, 73), 14))
+    c.data.batch_size = 64
+    c.num_steps = 5000
+    c.measure_every = 50
+    c.measure.loss_batch = 1000
   return c

@@ -3,6 +3,7 @@ three widths: learning-rate transfer and sharpness. Experiment 9 of the results 
 
     python -m superconsistency --config=configs/gpt2_transfer.py --workdir=results/gpt2_transfer
     python -m superconsistency.analyze results/gpt2_transfer
+    python -m superconsistency --config=configs/gpt2_transfer.py:full --workdir=runs/gpt2_full   # GPU/TPU, WikiText-103
 
 Derived from configs/gpt2_wikitext103.py (which reads WikiText-103 with `--config.data.offline=False`): widths 16,
 32 and 64 (4 heads), 2 blocks, sequences of 32 bytes, batch 16, 120 Adam steps, factor-3 learning-rate grids.
@@ -21,7 +22,9 @@ def _base():
   return module.get_config()
 
 
-def get_config():
+def get_config(arg: str = ''):
+  from superconsistency.config import options
+  full = 'full' in options(arg, ('full',), 'gpt2_transfer')
   c = _base()
   c.widths = (16, 32, 64)
   c.sweep.lrs.mup = (0.001, 0.003, 0.01, 0.03, 0.1)
@@ -31,4 +34,15 @@ def get_config():
   c.num_steps = 120
   c.measure_every = 30
   c.measure.num_iters = 12
+  if full:                         # GPU/TPU scale on WikiText-103 (prepare it first: README, Real datasets)
+    c.data.offline = False
+    c.widths = (128, 256, 512, 1024)
+    c.depths = (4,)
+    c.model.heads = 8
+    c.data.seq_len = 256
+    c.data.batch_size = 32
+    c.data.max_bytes = 0
+    c.num_steps = 5000
+    c.measure_every = 500
+    c.measure.num_iters = 20
   return c

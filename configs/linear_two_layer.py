@@ -3,15 +3,17 @@ Hessian over training across widths, μP vs NTP. Experiment 5 of the results gal
 
     python -m superconsistency --config=configs/linear_two_layer.py --workdir=results/linear_two_layer
     python -m superconsistency.analyze results/linear_two_layer
+    python -m superconsistency --config=configs/linear_two_layer.py:full --workdir=runs/linear_full   # GPU/TPU
 
 f(x) = W2·W1·x with x ~ N(0, I_100) and targets from a fixed random teacher (`teacher_student`, unit variance).
 Runtime and measured result: results/README.md. Expect ([SC]): under μP the sharpness is carried by G and
 follows one curve at every width; under NTP the sharpening slows down as the width grows.
 """
-from superconsistency.config import defaults
+from superconsistency.config import defaults, options
 
 
-def get_config():
+def get_config(arg: str = ''):
+  full = 'full' in options(arg, ('full',), 'linear_two_layer')
   c = defaults()
   c.model.name = 'mlp'
   c.model.activation = 'linear'
@@ -34,4 +36,9 @@ def get_config():
   c.measure.num_iters = 12
   c.measure.gauss_newton = True
   c.coord_check.enabled = False
+  if full:                          # GPU/TPU scale
+    c.widths = (256, 512, 1024, 2048, 4096, 8192)
+    c.num_steps = 2000
+    c.measure_every = 100
+    c.sweep.seeds = (0, 1, 2)
   return c

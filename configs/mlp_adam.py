@@ -4,6 +4,7 @@ results gallery, beside the quickstart (the same story with SGD).
 
     python -m superconsistency --config=configs/mlp_adam.py --workdir=results/mlp_adam
     python -m superconsistency.analyze results/mlp_adam
+    python -m superconsistency --config=configs/mlp_adam.py:full --workdir=runs/mlp_adam_full   # GPU/TPU scale
 
 Adam under μP follows the rules in README.md (hidden layers η0/√N, ε scaled with width). Runtime and the measured
 result: results/README.md. Expect ([SC], [Cohen et al.]): the preconditioned sharpness rises to its threshold and
@@ -20,7 +21,9 @@ def _quickstart():
   return module.get_config()
 
 
-def get_config():
+def get_config(arg: str = ''):
+  from superconsistency.config import options
+  full = 'full' in options(arg, ('full',), 'mlp_adam')
   c = _quickstart()
   c.optimizer.name = 'adam'
   c.optimizer.eps = 1e-8
@@ -28,4 +31,10 @@ def get_config():
   c.sweep.lrs.ntk = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
   c.measure.num_iters = 20         # Adam's preconditioned spectrum needs more Lanczos steps than SGD's
   c.coord_check.enabled = False    # the quickstart and tests/coord_check_test.py check Adam's μP rules
+  if full:                         # GPU/TPU scale: 32× the width range, 10× the steps, 3 seeds
+    c.widths = (128, 256, 512, 1024, 2048, 4096)
+    c.data.num_train = 10000
+    c.num_steps = 2000
+    c.measure_every = 100
+    c.sweep.seeds = (0, 1, 2)
   return c

@@ -3,16 +3,18 @@ of the Hessian and the rest R = H − G over training, across widths, μP vs NTP
 
     python -m superconsistency --config=configs/ntk_hessian.py --workdir=results/ntk_hessian
     python -m superconsistency.analyze results/ntk_hessian
+    python -m superconsistency --config=configs/ntk_hessian.py:full --workdir=runs/ntk_hessian_full   # GPU/TPU
 
 The quickstart's MLP on MNIST-1D at its trajectory rates (μP 1.0, NTP 16: the best rates at width 64), 5 widths.
 Runtime and measured result: results/README.md. Expect ([SC]): under μP the sharpness is carried by G and is the
 same at every width, while the NTK's top eigenvalue keeps changing with width (finite-width effects accumulate in
 the kernel but not in the Hessian); under NTP neither is consistent across widths.
 """
-from superconsistency.config import defaults
+from superconsistency.config import defaults, options
 
 
-def get_config():
+def get_config(arg: str = ''):
+  full = 'full' in options(arg, ('full',), 'ntk_hessian')
   c = defaults()
   c.model.name = 'mlp'
   c.depths = (3,)
@@ -31,4 +33,11 @@ def get_config():
   c.measure.ntk_k = 4
   c.measure.ntk_batch = 32          # a 320 × 320 kernel
   c.coord_check.enabled = False
+  if full:                          # GPU/TPU scale
+    c.widths = (128, 256, 512, 1024, 2048, 4096)
+    c.num_steps = 2000
+    c.measure_every = 100
+    c.measure.num_iters = 30
+    c.measure.ntk_batch = 64
+    c.sweep.seeds = (0, 1, 2)
   return c

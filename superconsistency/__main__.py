@@ -39,8 +39,11 @@ def main(argv=None) -> int:
     if cfg is None:
       return _fail('--config is required, e.g. --config=configs/quickstart.py')
     cfg.to_dict()   # the config file is loaded lazily: load it now so its errors surface here
-  except flags.Error as e:   # unknown flag, unparsable value
-    return _fail(str(e).splitlines()[0])
+  except flags.Error as e:   # unknown flag, unparsable value, or a config file whose get_config raised
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    if 'Error whilst parsing config file' in lines[0] and len(lines) > 1:
+      return _fail('--config: ' + lines[-1].split(': ', 1)[-1])   # the exception's own message, not the traceback
+    return _fail(lines[0])
   except KeyError as e:      # unknown field in a locked config (a typo in --config.x=y)
     return _fail(f'--config: unknown field {_one_line(e)}')
   except OSError as e:       # missing or broken config file

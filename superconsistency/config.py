@@ -124,6 +124,16 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def options(arg: str, allowed, config_name: str) -> set:
+  """The words of `--config=configs/NAME.py:a,b` (e.g. `full`), each checked against `allowed`."""
+  words = {w.strip() for w in (arg or '').split(',') if w.strip()}
+  unknown = sorted(words - set(allowed))
+  if unknown:
+    raise ValueError(f'configs/{config_name}.py: unknown option {", ".join(unknown)}; allowed: {", ".join(allowed)} '
+                     f'(comma-separated after the file name, e.g. configs/{config_name}.py:{allowed[0]})')
+  return words
+
+
 def _require(cond, field, message):
   if not cond:
     raise ConfigError(field, message)

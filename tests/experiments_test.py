@@ -21,7 +21,7 @@ EXPERIMENTS = {
     'mlp_adam': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
                       '--config.measure.num_iters=4', "--config.sweep.lrs.mup=(0.004,0.016)",
                       "--config.sweep.lrs.ntk=(0.001,0.004)"], ('transfer', 'consistency')),
-    'depth_resnet': ('2', IMAGES + ['--config.depths=(1,2)', "--config.sweep.lrs.depth_mup=(0.4,1.6)"],
+    'depth_resnet': ('k2', IMAGES + ['--config.depths=(1,2)', "--config.sweep.lrs.depth_mup=(0.4,1.6)"],
                      ('transfer', 'consistency')),
     'ntk_hessian': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
                          '--config.measure.num_iters=4', '--config.measure.ntk_batch=4', '--config.measure.ntk_k=2',
@@ -103,3 +103,26 @@ def test_gallery_dry_run_lists_every_entry_with_a_config_that_exists():
   bad = subprocess.run([sys.executable, '-m', 'superconsistency.gallery', '--only=nope'], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2 and 'nope' in bad.stderr
+
+
+@pytest.mark.parametrize('name', sorted(EXPERIMENTS) + ['toy_chain', 'bn_depth'])
+def test_full_scale_switch_gives_a_valid_larger_config(name):
+  import importlib.util
+  from superconsistency import config as config_lib
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  laptop, full = module.get_config(), module.get_config('full')
+  config_lib.validate(full)
+  if full.experiment == 'sweep':
+    assert max(full.widths) > max(laptop.widths) or full.num_steps > laptop.num_steps
+  with pytest.raises(ValueError, match='unknown option'):
+    module.get_config('fulll')
+
+
+def test_an_unknown_config_option_exits_2_with_one_line(tmp_path):
+  proc = subprocess.run([sys.executable, '-m', 'superconsistency', '--config=configs/figure1.py:fulll',
+                         f'--workdir={tmp_path / "w"}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert 'unknown option fulll' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / 'w').exists()
