@@ -21,7 +21,7 @@ def get_config():
   c.model.weight_init = 'orthogonal'
   c.model.bn_center = False
   c.widths = (128,)
-  c.depths = (10, 50)         # [linear → BN → act] blocks
+  c.depths = (10, 50, 100)    # [linear → BN → act] blocks
   c.parameterizations = ('sp',)
   c.sweep.lrs.sp = (0.01, 0.1, 1.0)
   c.data.name = 'cifar10'

@@ -29,6 +29,11 @@ def _size_label(width, depth, depths):
   return f'N={width}' + (f', depth={depth}' if len(depths) > 1 else '')
 
 
+def same_lr(a, b):
+  """Rates read back from metrics.csv are the run's dtype (0.064 in float32 is 0.06400000303983688)."""
+  return abs(a - b) <= 1e-6 * abs(b)
+
+
 def trajectory_lr(cfg, summary, p):
   """The configured trajectory rate (nearest grid value), else the best rate at the smallest width."""
   grid = sorted(cfg['sweep']['lrs'][p])
@@ -46,7 +51,7 @@ def plot_sharpness(rows, cfg, summary, path):
   fig, axes = plt.subplots(2, len(params), figsize=(5 * len(params), 7), squeeze=False, sharex=True)
   for col, p in enumerate(params):
     lr = trajectory_lr(cfg, summary, p)
-    sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr]
+    sel = [r for r in rows if r['parameterization'] == p and same_lr(r['lr'], lr)]
     sizes = sorted({(r['width'], r['depth']) for r in sel})
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     threshold = sel[0]['lr_sharpness_threshold'] if sel else 2.0
@@ -154,7 +159,7 @@ def plot_spectra(rows, cfg, summary, path):
                            sharex=True)
   for col, p in enumerate(params):
     lr = trajectory_lr(cfg, summary, p)
-    sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr]
+    sel = [r for r in rows if r['parameterization'] == p and same_lr(r['lr'], lr)]
     sizes = sorted({(r['width'], r['depth']) for r in sel})
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
     for row_i, (name, title) in enumerate(panels):
@@ -189,7 +194,7 @@ def plot_density(rows, cfg, summary, path):
     lr = trajectory_lr(cfg, summary, p)
     for row_i, (w, d) in enumerate(sizes):
       ax = axes[row_i, col]
-      sel = [r for r in rows if r['parameterization'] == p and r['lr'] == lr and (r['width'], r['depth']) == (w, d)]
+      sel = [r for r in rows if r['parameterization'] == p and same_lr(r['lr'], lr) and (r['width'], r['depth']) == (w, d)]
       if sel:
         seed = min(r['seed'] for r in sel)
         sel = [r for r in sel if r['seed'] == seed and r['gamma0'] == sel[0]['gamma0']]

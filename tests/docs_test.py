@@ -21,3 +21,19 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
   with open(os.path.join(ROOT, '.ci', 'run')) as f:
     ci = f.read()
   assert install_test in ci.splitlines()
+
+
+def test_results_gallery_figures_exist_and_its_commands_name_real_configs():
+  """Every figure results/README.md shows is committed, and every config it runs exists (with its options)."""
+  import re
+  from superconsistency import gallery
+  with open(os.path.join(ROOT, 'results', 'README.md')) as f:
+    text = f.read()
+  figures = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text)
+  assert len(figures) >= 10
+  for fig in figures:
+    assert os.path.exists(os.path.join(ROOT, 'results', fig)), fig
+  for spec in re.findall(r'--config=(configs/[\w./:,]+)', text):
+    assert os.path.exists(os.path.join(ROOT, spec.split(':')[0])), spec
+  for name, spec, _ in gallery.ENTRIES:   # the gallery command covers every entry the README shows
+    assert f'--config={spec.split(":")[0]}' in text or f'--config={spec}' in text, spec
