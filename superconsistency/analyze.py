@@ -38,19 +38,21 @@ NOT_SWEEPS = ('bn_depth', 'toy_chain')   # experiments whose module analyzes its
 # ----------------------------------------------------------------------------------------------- numbers
 
 def linear_fit(x, y, level=0.95) -> dict:
-  """OLS slope of y on x with a two-sided t-interval; nan interval with fewer than 3 points."""
+  """OLS y = intercept + slope·x with a two-sided t-interval on the slope (n − 2 degrees of freedom); a nan interval
+  below 3 points. Every slope with an interval in the gallery comes from here."""
   from scipy import stats
   x, y = np.asarray(x, float), np.asarray(y, float)
-  n = len(x)
-  if n < 2:
-    return dict(slope=float('nan'), ci=[float('nan'), float('nan')], intercept=float('nan'), n=n)
+  nan = float('nan')
+  if len(x) < 2 or np.ptp(x) == 0:
+    return dict(slope=nan, ci95=[nan, nan], intercept=nan, n=len(x))
   slope, intercept = np.polyfit(x, y, 1)
-  if n < 3:
-    return dict(slope=float(slope), ci=[float('nan'), float('nan')], intercept=float(intercept), n=n)
+  if len(x) < 3:
+    return dict(slope=float(slope), ci95=[nan, nan], intercept=float(intercept), n=len(x))
   resid = y - (slope * x + intercept)
-  se = math.sqrt(float(resid @ resid) / (n - 2) / float(((x - x.mean()) ** 2).sum()))
-  half = float(stats.t.ppf(0.5 + level / 2, n - 2)) * se
-  return dict(slope=float(slope), ci=[float(slope - half), float(slope + half)], intercept=float(intercept), n=n)
+  se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum()))
+  half = float(stats.t.ppf(0.5 + level / 2, len(x) - 2)) * se
+  return dict(slope=float(slope), ci95=[float(slope - half), float(slope + half)], intercept=float(intercept),
+              n=len(x))
 
 
 def interpolated_argmin(xs, ys):
@@ -343,7 +345,7 @@ def plot_consistency(rows, cons, path):
 
 
 def _fit_text(f, pred):
-  return f'{f["slope"]:.2f} [{f["ci"][0]:.2f}, {f["ci"][1]:.2f}] (theory {pred:.2g})'
+  return f'{f["slope"]:.2f} [{f["ci95"][0]:.2f}, {f["ci95"][1]:.2f}] (theory {pred:.2g})'
 
 
 def plot_gamma_eta(ge, path):

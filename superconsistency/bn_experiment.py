@@ -29,7 +29,6 @@ bn_isometry.csv, one row per (variant, depth, seed, block): ..., block (0 = afte
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from superconsistency import bn_depth
 from superconsistency import config as config_lib
 from superconsistency import models
 from superconsistency import results
+from superconsistency.analyze import linear_fit
 
 ACTIVATIONS = ('linear', 'tanh', 'sin')   # the index is the lane's traced activation id
 INPUTS = ('independent', 'degenerate')
@@ -300,13 +300,7 @@ def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> 
   validate(cfg)
   config_lib.check_workdir(workdir, overwrite)
   start = time.time()
-  os.makedirs(workdir, exist_ok=True)
-  for path in [os.path.join(workdir, n) for n in OUTPUTS] + glob.glob(os.path.join(workdir, 'analysis_bn_depth*.png')):
-    if os.path.exists(path):
-      os.remove(path)
-  resolved = cfg.to_dict()
-  resolved['_versions'] = dict(jax=jax.__version__, backend=jax.default_backend(), devices=jax.device_count())
-  results.write_json(os.path.join(workdir, 'config.json'), resolved)
+  results.start_workdir(workdir, tuple(OUTPUTS) + ('analysis_bn_depth*.png', 'analysis.json'), cfg.to_dict())
   bc = cfg.bn_depth
   lanes = [dict(v, seed=s) for v in variants(bc) for s in bc.seeds]
   writer = results.MetricsWriter(workdir, COLUMNS, 'bn_depth.csv')
@@ -333,23 +327,6 @@ def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> 
 
 # ------------------------------------------------------------------------------------------------ analysis
 
-def fit_line(x, y, level=0.95) -> dict:
-  """OLS y = intercept + slope·x with a two-sided t-interval on the slope (nan interval below 3 points)."""
-  from scipy import stats
-  x, y = np.asarray(x, float), np.asarray(y, float)
-  nan = float('nan')
-  if len(x) < 2 or np.ptp(x) == 0:
-    return dict(slope=nan, ci95=[nan, nan], intercept=nan, n=len(x))
-  slope, intercept = np.polyfit(x, y, 1)
-  if len(x) < 3:
-    return dict(slope=float(slope), ci95=[nan, nan], intercept=float(intercept), n=len(x))
-  resid = y - (slope * x + intercept)
-  se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum()))
-  half = float(stats.t.ppf(0.5 + level / 2, len(x) - 2)) * se
-  return dict(slope=float(slope), ci95=[float(slope - half), float(slope + half)], intercept=float(intercept),
-              n=len(x))
-
-
 def _load(workdir):
   with open(os.path.join(workdir, 'config.json')) as f:
     bc = json.load(f)['bn_depth']
@@ -370,7 +347,7 @@ def measure(workdir) -> dict:
     mean = {d: float(np.mean([r['log_grad_w1'] for r in rs if r['depth'] == d])) for d in depths}
     finite = [r for r in rs if np.isfinite(r['log_grad_w1'])]
     out['gradient'][name] = dict(
-        slope_per_layer=fit_line([r['depth'] for r in finite], [r['log_grad_w1'] for r in finite]),
+        slope_per_layer=linear_fit([r['depth'] for r in finite], [r['log_grad_w1'] for r in finite]),
         mean_log_grad_w1=mean, growth=mean[depths[-1]] - mean[depths[0]],
         mean_log_grad_last={d: float(np.mean([r['log_grad_last'] for r in rs if r['depth'] == d])) for d in depths})
     out['gradient']['variant_order'].append(name)
@@ -379,7 +356,7 @@ def measure(workdir) -> dict:
     median_gap = {b: float(np.median([r['isometry_gap'] for r in gs if r['block'] == b])) for b in blocks}
     # log φ = a − ℓ/k on the median over depths and seeds at the evenly spaced blocks, where finite and positive
     usable = [b for b in fit_blocks(bc) if b in median_gap and np.isfinite(median_gap[b]) and median_gap[b] > 0]
-    fit = fit_line(usable, [math.log(median_gap[b]) for b in usable])
+    fit = linear_fit(usable, [math.log(median_gap[b]) for b in usable])
     k = -1.0 / fit['slope'] if fit['slope'] < 0 else float('nan')
     out['isometry'][name] = dict(
         log_gap_fit=fit, decay_rate_per_layer=-fit['slope'], decay_rate_ci95=sorted(-s for s in fit['ci95']),

@@ -57,6 +57,21 @@ def _json_default(x):
   raise TypeError(f'cannot write {type(x)} to json')
 
 
+def start_workdir(workdir: str, outputs, resolved_config: dict) -> None:
+  """Creates the workdir, removes a previous run's outputs (names or glob patterns), so a rerun replaces it
+  entirely, and writes config.json with the versions that ran."""
+  import glob
+  import jax
+  os.makedirs(workdir, exist_ok=True)
+  for pattern in outputs:
+    for path in glob.glob(os.path.join(workdir, pattern)):
+      os.remove(path)
+  resolved = dict(resolved_config)
+  resolved.setdefault('_versions', dict(jax=jax.__version__, backend=jax.default_backend(),
+                                        devices=jax.device_count()))
+  write_json(os.path.join(workdir, 'config.json'), resolved)
+
+
 class MetricsWriter:
   """Appends rows to workdir/metrics.csv with a fixed column order; the header is written once. Keys of a row
   that are not columns are ignored."""

@@ -21,7 +21,8 @@ from superconsistency import spectra
 from superconsistency import train
 
 OUTPUTS = ('metrics.csv', 'density.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
-           'sharpness.png', 'transfer.png', 'coord_check.png', 'spectra.png', 'density.png')
+           'sharpness.png', 'transfer.png', 'coord_check.png', 'spectra.png', 'density.png', 'analysis.json',
+           'analysis_*.png')
 
 
 def _param(cfg, name):
@@ -79,14 +80,10 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
         except ValueError as e:
           raise config_lib.ConfigError('model', f'width={width}, depth={depth}: {e}') from None
   config_lib.check_workdir(workdir, overwrite)
-  os.makedirs(workdir, exist_ok=True)
-  for name in OUTPUTS:   # a rerun replaces an unfinished (or, with --overwrite, a finished) run entirely
-    if os.path.exists(os.path.join(workdir, name)):
-      os.remove(os.path.join(workdir, name))
   resolved = cfg.to_dict()
-  resolved['_versions'] = dict(jax=jax.__version__, backend=jax.default_backend(), devices=jax.device_count())
   resolved['_data'] = dict(spec=data.spec._asdict(), info=_jsonable(data.info))   # what was actually trained on
-  results.write_json(os.path.join(workdir, 'config.json'), resolved)
+  # a rerun replaces an unfinished (or, with --overwrite, a finished) run entirely
+  results.start_workdir(workdir, OUTPUTS, resolved)
   chunks = cfg.num_steps // cfg.measure_every
   bar, update = _progress_bar(len(cfg.parameterizations) * len(depths) * len(cfg.widths) * chunks, progress)
   metric_columns = train.metric_columns(cfg)

@@ -31,7 +31,6 @@ Runs are deterministic (no randomness anywhere).
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -143,13 +142,7 @@ def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> 
   validate(cfg)
   config_lib.check_workdir(workdir, overwrite)
   start = time.time()
-  os.makedirs(workdir, exist_ok=True)
-  for path in [os.path.join(workdir, n) for n in OUTPUTS] + glob.glob(os.path.join(workdir, 'analysis_toy_chain*.png')):
-    if os.path.exists(path):
-      os.remove(path)
-  resolved = cfg.to_dict()
-  resolved['_versions'] = dict(jax=jax.__version__, backend=jax.default_backend(), devices=jax.device_count())
-  results.write_json(os.path.join(workdir, 'config.json'), resolved)
+  results.start_workdir(workdir, tuple(OUTPUTS) + ('analysis_toy_chain*.png', 'analysis.json'), cfg.to_dict())
   tc = cfg.toy_chain
   lanes = []   # (kind, depth, gamma, eta)
   for depth in tc.depths:
@@ -179,19 +172,16 @@ def _load(workdir):
 
 
 def fit_slope(x, y, level=0.95, quantum=0.0) -> dict:
-  """OLS slope of y on x with a two-sided t-interval (n − 2 degrees of freedom). With quantum > 0 (y measured as
-  the largest lattice point below an edge, so the true y lies in [y, y + quantum)), also the range of slopes the
-  true edges allow: the t-interval alone can be of zero width when the lattice points happen to be collinear."""
-  from scipy import stats
-  x, y = np.asarray(x, float), np.asarray(y, float)
-  slope, intercept = np.polyfit(x, y, 1)
-  resid = y - (slope * x + intercept)
+  """`analyze.linear_fit`, plus, with quantum > 0 (y measured as the largest lattice point below an edge, so the true
+  y lies in [y, y + quantum)), the range of slopes the true edges allow: the t-interval alone can be of zero width
+  when the lattice points happen to be collinear."""
+  from superconsistency.analyze import linear_fit
+  x = np.asarray(x, float)
+  fit = linear_fit(x, y, level)
   dx = x - x.mean()
-  se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(dx @ dx))
-  half = float(stats.t.ppf(0.5 + level / 2, len(x) - 2)) * se
-  return dict(slope=float(slope), ci95=[float(slope - half), float(slope + half)], n=len(x),
-              grid_interval=[float(slope + quantum * dx[dx < 0].sum() / (dx @ dx)),
-                             float(slope + quantum * dx[dx > 0].sum() / (dx @ dx))])
+  fit['grid_interval'] = [float(fit['slope'] + quantum * dx[dx < 0].sum() / (dx @ dx)),
+                          float(fit['slope'] + quantum * dx[dx > 0].sum() / (dx @ dx))]
+  return fit
 
 
 def measure(workdir) -> dict:

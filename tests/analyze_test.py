@@ -28,7 +28,7 @@ def test_linear_fit_interval_matches_scipy_linregress():
   ref = stats.linregress(x, y)
   half = stats.t.ppf(0.975, x.size - 2) * ref.stderr
   assert fit['slope'] == pytest.approx(ref.slope, rel=1e-10)
-  assert fit['ci'] == pytest.approx([ref.slope - half, ref.slope + half], rel=1e-10)
+  assert fit['ci95'] == pytest.approx([ref.slope - half, ref.slope + half], rel=1e-10)
 
 
 def test_interpolated_argmin_recovers_a_parabola_vertex_and_flags_edges():
@@ -101,7 +101,7 @@ def test_gamma_eta_fits_the_scaling_laws_it_was_given():
   assert out['fits']['eta_star_small']['slope'] == pytest.approx(2.0, abs=0.05)
   assert out['fits']['eta_star_large']['slope'] == pytest.approx(2 / 3, abs=0.05)
   assert out['prediction_small'] == 2.0 and out['prediction_large'] == pytest.approx(2 / 3)
-  ci = out['fits']['eta_star_large']['ci']
+  ci = out['fits']['eta_star_large']['ci95']
   assert ci[0] <= out['fits']['eta_star_large']['slope'] <= ci[1]
   # the largest stable rate is the last grid point below 3·η*
   for g, eta_max in zip(gammas, out['eta_max']):
