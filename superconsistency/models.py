@@ -78,8 +78,8 @@ def _conv(w, x, mult, stride):
   """SAME-padded k×k convolution as one matmul over the k·k strided shifts of the input (im2col by slicing).
 
   Equal to lax.conv_general_dilated with SAME padding, but its gradient is a matmul and strided pads, where XLA's CPU
-  backend runs a vmapped conv's weight gradient as a slow grouped convolution: 2.4× faster for the vmapped
-  SimpleConvNet step at width 256 (benchmarks/conv.py)."""
+  backend runs a vmapped conv's weight gradient as a slow grouped convolution (speed-up measured side by side in
+  benchmarks/conv.md)."""
   kh, kw, cin, cout = w.shape
   h, wd = x.shape[1], x.shape[2]
   oh, ow = -(-h // stride), -(-wd // stride)

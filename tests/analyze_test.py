@@ -121,3 +121,13 @@ def test_collapse_is_small_for_curves_that_are_functions_of_tau_and_not_of_t():
   # what is left in τ is the linear interpolation between each curve's own measured points
   assert c['dispersion_t'] > 0.1
   assert c['ratio'] < 0.05
+
+
+def test_consistency_finds_the_trajectory_rate_read_back_in_float32():
+  """metrics.csv holds the run's dtype: 0.064 comes back as 0.06400000303983688 and must still be found."""
+  lr32 = float(np.float32(0.064))
+  rows = [_row(width=w, lr=lr32, step=s, lr_sharpness=v, sharpness=v)
+          for w, v in ((64, 1.0), (128, 1.5)) for s in (0, 10)]
+  cfg = dict(CFG, sweep=dict(lrs={'mup': [0.064]}), plot=dict(trajectory_lrs={'mup': 0.064}))
+  q = analyze.consistency(rows, cfg, dict(groups=[]))['mup']['quantities']['lr_sharpness']
+  assert q['cv'][-1] == pytest.approx(np.std([1.0, 1.5]) / 1.25)
