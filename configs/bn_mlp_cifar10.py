@@ -1,6 +1,7 @@
 """The batch-normalized MLP of [BN] on CIFAR-10: orthogonal weights, trained at several depths.
 
     python -m superconsistency --config=configs/bn_mlp_cifar10.py --workdir=runs/bn_mlp_cifar10
+    python -m superconsistency --config=configs/bn_mlp_cifar10.py:full --workdir=runs/bn_mlp_full   # GPU/TPU
 
 Offline by default (synthetic CIFAR-shaped images, flattened); `--config.data.offline=False` reads CIFAR-10.
 `--config.model.weight_init=gaussian` gives the Gaussian baseline; `--config.model.activation=tanh
@@ -11,10 +12,11 @@ rate is 0.1 (final train loss 0.024 and 0.023, eval accuracy 0.996 on the synthe
 is worse at depth 50 (loss 12.0) than at depth 10 (0.76). tests/bn_mlp_test.py checks the [BN] gradient result at
 init (orthogonal: log‖∇W1‖ flat over depths 10–200; Gaussian: grows).
 """
-from superconsistency.config import defaults
+from superconsistency.config import defaults, options
 
 
-def get_config():
+def get_config(arg: str = ''):
+  full = 'full' in options(arg, ('full',), 'bn_mlp_cifar10')
   c = defaults()
   c.model.name = 'bn_mlp'
   c.model.activation = 'linear'    # the theory's setting; BN's normalization is the only nonlinearity
@@ -35,4 +37,12 @@ def get_config():
   c.measure.sharpness_batch = 128
   c.measure.num_iters = 8
   c.coord_check.enabled = False    # a fixed width; tests/bn_mlp_test.py checks the depth behaviour at init
+  if full:                         # [BN]'s depths on CIFAR-10 (GPU/TPU: the layers are unrolled, so compiling is slow)
+    c.depths = (100, 200, 500)
+    c.sweep.lrs.sp = (0.003, 0.01, 0.03, 0.1, 0.3)
+    c.data.offline = False
+    c.data.num_train = 50000
+    c.data.num_eval = 1000
+    c.num_steps = 2000
+    c.measure_every = 200
   return c

@@ -26,7 +26,7 @@ def get_config(arg: str = ''):
   c.depths = (1, 2, 4, 8)          # blocks per stage: L = 3, 6, 12, 24
   c.parameterizations = ('depth_mup',)
   c.param.alpha = 0.5
-  c.sweep.lrs.depth_mup = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+  c.sweep.lrs.depth_mup = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)   # 120-step probe: best at 1.6–3.2, so the grid goes higher
   c.data.name = 'cifar10'
   c.data.offline = True
   c.data.image_size = 16
@@ -34,7 +34,7 @@ def get_config(arg: str = ''):
   c.data.num_train = 4096
   c.data.num_eval = 256
   c.optimizer.warmup_steps = 10
-  c.num_steps = 120
+  c.num_steps = 200
   c.measure_every = 20
   c.measure.loss_batch = 256
   c.measure.sharpness_batch = 32
