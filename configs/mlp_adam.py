@@ -27,7 +27,8 @@ def get_config(arg: str = ''):
   c = _quickstart()
   c.optimizer.name = 'adam'
   c.optimizer.eps = 1e-8
-  c.sweep.lrs.mup = (0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512)   # factor-2 grids
+  c.sweep.lrs.mup = (0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048)   # factor-2 grids, widened
+  # twice: each earlier run had μP's best rate on the grid's top
   c.sweep.lrs.ntk = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
   c.measure.num_iters = 20         # Adam's preconditioned spectrum needs more Lanczos steps than SGD's
   c.coord_check.enabled = False    # the quickstart and tests/coord_check_test.py check Adam's μP rules

@@ -325,9 +325,12 @@ def plot_consistency(rows, cons, path):
       curves = _curves(rows, p, lr, name)
       colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
       for c, ((w, d), (steps, v)) in zip(colors, sorted(curves.items())):
-        ax.plot(steps, v, color=c, marker='.', label=f'N={w}, L={d}')
-      if name == 'lr_sharpness':
+        ax.plot(steps, v, color=c, marker='.', label=f'N={w}, depth={d}')
+      if name == 'lr_sharpness' and not any('adam_sharpness' in r for r in rows[:1]):
         ax.axhline(2.0, color='k', ls='--', lw=1, label='2 (edge of stability)')
+      if name == 'adam_sharpness':
+        threshold = rows[0].get('adam_sharpness_threshold', float('nan'))
+        ax.axhline(threshold, color='k', ls='--', lw=1, label=f'(2+2β1)/(1−β1) = {threshold:.3g}')
       ax.set_title(f'{p}, η0 = {lr:g}: {q["label"]}', fontsize=9)
       ax.legend(fontsize=6)
     ax = axes[-1, col]
