@@ -448,19 +448,8 @@ def analyze_workdir(workdir: str, plots: bool = True) -> dict:
         if plots:
           plot_consistency(rows, out['consistency'], os.path.join(workdir, 'analysis_consistency.png'))
   out['experiment'] = experiment
-  results.write_json(os.path.join(workdir, 'analysis.json'), _finite_or_none(out))
+  results.write_json(os.path.join(workdir, 'analysis.json'), results.json_safe(out))
   return out
-
-
-def _finite_or_none(x):
-  """JSON has no nan/inf: write them as null (inf penalties are spelled out where they matter)."""
-  if isinstance(x, dict):
-    return {k: _finite_or_none(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_finite_or_none(v) for v in x]
-  if isinstance(x, float) and not math.isfinite(x):
-    return None if math.isnan(x) else ('inf' if x > 0 else '-inf')
-  return x
 
 
 def report(out) -> str:

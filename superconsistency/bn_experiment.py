@@ -321,7 +321,7 @@ def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> 
   compute_time = time.time() - start
   summary = analyze(workdir) if plots else measure(workdir)
   summary['wall_time_s'] = dict(compute=round(compute_time, 1), total=round(time.time() - start, 1))
-  results.write_json(os.path.join(workdir, 'summary.json'), summary)   # last: marks the run finished
+  results.write_json(os.path.join(workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished
   return summary
 
 

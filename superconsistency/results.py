@@ -47,6 +47,17 @@ def write_json(path: str, obj) -> None:
   atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + '\n')
 
 
+def json_safe(x):
+  """JSON has no nan/inf: write them as null (inf penalties are spelled out where they matter)."""
+  if isinstance(x, dict):
+    return {k: json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [json_safe(v) for v in x]
+  if isinstance(x, float) and not math.isfinite(x):
+    return None if math.isnan(x) else ('inf' if x > 0 else '-inf')
+  return x
+
+
 def _json_default(x):
   if isinstance(x, (np.integer,)):
     return int(x)

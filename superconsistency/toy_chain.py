@@ -161,7 +161,7 @@ def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> 
   results.MetricsWriter(workdir, COLUMNS, 'toy_chain.csv').write(rows)
   summary = analyze(workdir) if plots else measure(workdir)
   summary['wall_time_s'] = dict(total=round(time.time() - start, 2))
-  results.write_json(os.path.join(workdir, 'summary.json'), summary)   # last: marks the run finished
+  results.write_json(os.path.join(workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished
   return summary
 
 

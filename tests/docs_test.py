@@ -37,3 +37,18 @@ def test_results_gallery_figures_exist_and_its_commands_name_real_configs():
     assert os.path.exists(os.path.join(ROOT, spec.split(':')[0])), spec
   for name, spec, _ in gallery.ENTRIES:   # the gallery command covers every entry the README shows
     assert f'--config={spec.split(":")[0]}' in text or f'--config={spec}' in text, spec
+
+
+def test_committed_json_is_strict_json():
+  """analysis.json and the experiments' summary.json carry no NaN/Infinity, which strict JSON parsers reject."""
+  import glob
+  import json
+
+  def refuse(token):
+    raise ValueError(f'non-standard JSON constant {token}')
+  paths = glob.glob(os.path.join(ROOT, 'results', '*', 'analysis.json'))
+  paths += [os.path.join(ROOT, 'results', name, 'summary.json') for name in ('bn_depth', 'toy_chain')]
+  assert len(paths) >= 15
+  for path in paths:
+    with open(path) as f:
+      json.load(f, parse_constant=refuse)
