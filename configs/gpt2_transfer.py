@@ -10,22 +10,14 @@ Derived from configs/gpt2_wikitext103.py (which reads WikiText-103 with `--confi
 Runtime and measured result: results/README.md. Expect ([SC]): μP's best rate stays put as the width grows while
 SP's moves down; μP's preconditioned sharpness curves coincide across widths.
 """
-import importlib.util
 import os
 
-
-def _base():
-  path = os.path.join(os.path.dirname(__file__), 'gpt2_wikitext103.py')
-  spec = importlib.util.spec_from_file_location('gpt2_wikitext103', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from superconsistency.config import from_file, options
 
 
 def get_config(arg: str = ''):
-  from superconsistency.config import options
   full = 'full' in options(arg, ('full',), 'gpt2_transfer')
-  c = _base()
+  c = from_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gpt2_wikitext103.py'))
   c.widths = (16, 32, 64)
   c.sweep.lrs.mup = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)   # a first run had μP's best at 0.1, the grid's top
   c.sweep.lrs.sp = (0.0003, 0.001, 0.003, 0.01, 0.03)

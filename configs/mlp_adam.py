@@ -10,21 +10,14 @@ Adam under μP follows the rules in README.md (hidden layers η0/√N, ε scaled
 result: results/README.md. Expect ([SC], [Cohen et al.]): the preconditioned sharpness rises to its threshold and
 stays there at every width under μP; μP's best rate transfers across widths, NTP's does not.
 """
-import importlib.util
 import os
 
-
-def _quickstart():
-  spec = importlib.util.spec_from_file_location('quickstart', os.path.join(os.path.dirname(__file__), 'quickstart.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from superconsistency.config import from_file, options
 
 
 def get_config(arg: str = ''):
-  from superconsistency.config import options
   full = 'full' in options(arg, ('full',), 'mlp_adam')
-  c = _quickstart()
+  c = from_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'quickstart.py'))
   c.optimizer.name = 'adam'
   c.optimizer.eps = 1e-8
   c.sweep.lrs.mup = (0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048)   # factor-2 grids, widened

@@ -11,20 +11,13 @@ Expect: a smoke-scale run: after 40 online Adam steps on 1,000 classes the loss 
 barely left ln 1000 = 6.91 (μP 6.89 / 6.87 at widths 32 / 64, best rate 0.03, the top of the grid; SP 6.71 / 6.58,
 best rate 0.01). The ImageNet claims need the real data and thousands of steps.
 """
-import importlib.util
 import os
 
-
-def _tiny_imagenet_config():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vit_tiny_imagenet.py')
-  spec = importlib.util.spec_from_file_location('vit_tiny_imagenet', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from superconsistency.config import from_file
 
 
 def get_config():
-  c = _tiny_imagenet_config()      # the same ViT, Adam and grids; only the data differ
+  c = from_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vit_tiny_imagenet.py'))      # the same ViT, Adam and grids; only the data differ
   c.model.pool = 'mean'
   c.data.name = 'imagenet_resized/64x64'
   c.data.mode = 'online'           # ImageNet-scale runs see each example at most once

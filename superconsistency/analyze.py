@@ -149,6 +149,22 @@ def _curves(rows, p, lr, name):
   return out
 
 
+def _cv_by_step(curves, steps):
+  """std/|mean| across the curves (sizes) with a finite value at each step; nan with fewer than two."""
+  cvs = []
+  for s in steps:
+    vals = np.array([v[st.index(s)] for st, v in curves.values() if s in st], float)
+    vals = vals[np.isfinite(vals)]
+    cvs.append(float(np.std(vals) / abs(np.mean(vals))) if len(vals) >= 2 and np.mean(vals) != 0 else float('nan'))
+  return cvs
+
+
+def _late_mean(steps, cvs):
+  """Mean of the finite CVs over the second half of training (step 0 excluded)."""
+  late = [c for s, c in zip(steps, cvs) if s >= steps[-1] / 2 and s > 0 and math.isfinite(c)]
+  return float(np.mean(late)) if late else float('nan')
+
+
 def consistency(rows, cfg, summary) -> dict:
   """Coefficient of variation across sizes (std/|mean| over the sizes with a finite value) at each measured step."""
   out = {}
@@ -161,23 +177,12 @@ def consistency(rows, cfg, summary) -> dict:
         continue
       curves = _curves(rows, p, lr, name)
       steps = sorted({s for st, _ in curves.values() for s in st})
-      cvs = []
-      for s in steps:
-        vals = np.array([v[st.index(s)] for st, v in curves.values() if s in st], float)
-        vals = vals[np.isfinite(vals)]
-        cvs.append(float(np.std(vals) / abs(np.mean(vals))) if len(vals) >= 2 and np.mean(vals) != 0
-                   else float('nan'))
-      late = [c for s, c in zip(steps, cvs) if s >= steps[-1] / 2 and s > 0 and math.isfinite(c)]
+      cvs = _cv_by_step(curves, steps)
       # the same without the smallest size, whose finite-size effects can dominate a laptop-scale spread
-      rest = {k: v for k, v in curves.items() if k != min(curves)} if len(curves) >= 3 else {}
-      late_rest = []
-      for s in steps:
-        vals = np.array([v[st.index(s)] for st, v in rest.values() if s in st], float)
-        vals = vals[np.isfinite(vals)]
-        if s >= steps[-1] / 2 and s > 0 and len(vals) >= 2 and np.mean(vals) != 0:
-          late_rest.append(float(np.std(vals) / abs(np.mean(vals))))
-      per_q[name] = dict(label=label, steps=steps, cv=cvs, cv_late_mean=float(np.mean(late)) if late else float('nan'),
-                         cv_late_mean_without_smallest=float(np.mean(late_rest)) if late_rest else float('nan'),
+      rest = _cv_by_step({k: v for k, v in curves.items() if k != min(curves)}, steps) if len(curves) >= 3 else []
+      late = _late_mean(steps, cvs)
+      late_rest = _late_mean(steps, rest)
+      per_q[name] = dict(label=label, steps=steps, cv=cvs, cv_late_mean=late, cv_late_mean_without_smallest=late_rest,
                          cv_final=cvs[-1] if cvs else float('nan'),
                          final_by_size={f'{w}x{d}': v[-1] for (w, d), (_, v) in sorted(curves.items())})
     out[p] = dict(trajectory_lr=lr, quantities=per_q)

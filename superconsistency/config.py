@@ -124,6 +124,15 @@ def defaults() -> ml_collections.ConfigDict:
   return c
 
 
+def from_file(path: str, arg: str = ''):
+  """`get_config(arg)` of a config file: how one config derives from another, and how tests load configs."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
 def options(arg: str, allowed, config_name: str) -> set:
   """The words of `--config=configs/NAME.py:a,b` (e.g. `full`), each checked against `allowed`."""
   words = {w.strip() for w in (arg or '').split(',') if w.strip()}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_config
 
 CONFIGS = {   # name: (depths for the shrunk run, extra overrides)
     'convnet_cifar10': ('(1,)', []),
@@ -27,14 +27,6 @@ SHRINK = ['--config.widths=(8,)', '--config.num_steps=4', '--config.measure_ever
 FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
 
 
-def _first_parameterization(name):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config().parameterizations[0]
-
-
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_config_runs_shrunk_and_offline_through_the_cli(name, tmp_path):
   depths, extra = CONFIGS[name]
@@ -43,7 +35,7 @@ def test_config_runs_shrunk_and_offline_through_the_cli(name, tmp_path):
   env = dict(os.environ, XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + FAST_COMPILE).strip())
   proc = subprocess.run([sys.executable, '-m', 'superconsistency', f'--config=configs/{name}.py',
                          f'--workdir={workdir}', f'--config.depths={depths}', *SHRINK, *lrs, *extra,
-                         f"--config.parameterizations=('{_first_parameterization(name)}',)"],
+                         f"--config.parameterizations=('{load_config(name).parameterizations[0]}',)"],
                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(workdir / 'metrics.csv') as f:

@@ -1,4 +1,3 @@
-import importlib.util
 import os
 
 import pytest
@@ -13,12 +12,10 @@ if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(name):
+def load_config(name, arg=''):
   """A config from configs/ — tests shrink these rather than inventing their own."""
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  from superconsistency.config import from_file
+  return from_file(os.path.join(ROOT, 'configs', f'{name}.py'), arg)
 
 
 def shrunk_quickstart():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_config
 
 SMALL = ['--config.num_steps=4', '--config.measure_every=2', '--config.data.num_eval=32',
          '--config.measure.loss_batch=32', '--config.measure.sharpness_batch=16', '--noprogress']
@@ -41,14 +41,6 @@ EXPERIMENTS = {
 }
 
 
-def _first_parameterization(name, arg):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return (module.get_config(arg) if arg else module.get_config()).parameterizations[0]
-
-
 def _finite_numbers(x):
   """Every number in a nested structure (json's null stands for nan)."""
   if isinstance(x, dict):
@@ -63,7 +55,7 @@ def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path)
   arg, overrides, analyses = EXPERIMENTS[name]
   workdir = tmp_path / name
   config = f'--config=configs/{name}.py' + (f':{arg}' if arg else '')
-  first = _first_parameterization(name, arg)   # one parameterization: compiling dominates the shrunk runs
+  first = load_config(name, arg).parameterizations[0]   # one parameterization: compiling dominates the shrunk runs
   proc = subprocess.run([sys.executable, '-m', 'superconsistency', config, f'--workdir={workdir}', *SMALL,
                          *overrides, f"--config.parameterizations=('{first}',)"], cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -110,17 +102,13 @@ def test_gallery_dry_run_lists_every_entry_with_a_config_that_exists():
 
 @pytest.mark.parametrize('name', sorted(EXPERIMENTS) + ['toy_chain', 'bn_depth'])
 def test_full_scale_switch_gives_a_valid_larger_config(name):
-  import importlib.util
   from superconsistency import config as config_lib
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  laptop, full = module.get_config(), module.get_config('full')
+  laptop, full = load_config(name), load_config(name, 'full')
   config_lib.validate(full)
   if full.experiment == 'sweep':
     assert max(full.widths) > max(laptop.widths) or full.num_steps > laptop.num_steps
   with pytest.raises(ValueError, match='unknown option'):
-    module.get_config('fulll')
+    load_config(name, 'fulll')
 
 
 def test_an_unknown_config_option_exits_2_with_one_line(tmp_path):
