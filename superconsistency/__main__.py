@@ -1,7 +1,9 @@
 """python -m superconsistency --config=configs/NAME.py --workdir=DIR [--config.a.b=value ...] [--overwrite]
+       [--multihost [--coordinator=HOST:PORT --num_processes=N --process_id=I]]
 
 A thin entry point: parse, validate, hand over to runner.run. Bad input exits with code 2 and one line that names
-the field, before anything is written.
+the field, before anything is written. A run stopped by SIGTERM saves a checkpoint and exits 143; the same command
+resumes it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for config.json, metrics.csv, summary.json and plots.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a finished run in --workdir.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar over the compiled chunks.')
+_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Join the other processes of this run (jax.distributed): '
+                               'auto-detected on a TPU pod or under SLURM, or given by --coordinator.')
+_COORDINATOR = flags.DEFINE_string('coordinator', '', 'With --multihost: HOST:PORT of process 0 (local runs).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'With --coordinator: how many processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', -1, "With --coordinator: this process's index.")
 
 
 def _one_line(e):
@@ -33,6 +40,8 @@ def _fail(message):
 
 def main(argv=None) -> int:
   argv = sys.argv if argv is None else argv
+  from superconsistency import checkpoint
+  checkpoint.sigterm.install()   # from here on, SIGTERM means "save and exit 143" (checked between chunks)
   try:
     flags.FLAGS(argv)
     cfg = _CONFIG.value
@@ -57,11 +66,24 @@ def main(argv=None) -> int:
   if not _WORKDIR.value:
     return _fail('--workdir is required, e.g. --workdir=runs/quickstart')
   from superconsistency import config as config_lib
+  from superconsistency import distributed
   from superconsistency import runner
+  if _COORDINATOR.value and not _MULTIHOST.value:
+    return _fail('--coordinator needs --multihost')
+  if _MULTIHOST.value:
+    try:
+      distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except distributed.MeshError as e:
+      return _fail(str(e))
   try:
     summary = runner.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except config_lib.ConfigError as e:
     return _fail(str(e))
+  except checkpoint.Preempted as e:   # a checkpoint is on disk: not a failure, but not finished either
+    checkpoint.note(str(e))
+    return checkpoint.PREEMPTED_EXIT_CODE
+  if not distributed.is_writer():
+    return 0
   for name, t in summary.get('transfer', {}).items():
     print(f'{name}: best lr per width {dict(zip(t["widths"], t["best_lrs"]))}, '
           f'shift {t["best_lr_shift_grid_steps"]} grid steps')

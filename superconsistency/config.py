@@ -88,6 +88,13 @@ def defaults() -> ml_collections.ConfigDict:
   c.select_by = 'train_loss'       # which final loss picks the best learning rate
   c.analysis = dict(small_gamma_max=0.1,    # `analyze` γ–η fits: the small-γ0 regime is γ0 <= this
                     large_gamma_min=10.0)   # ... and the large-γ0 regime (and the τ-collapse curves) γ0 >= this
+  # Devices: lanes are spread over the `sweep` axis, each lane's batch over `data` (sweep × data = all devices of
+  # all processes; 0 = what the other axis leaves). data > 1 only pays when one lane's model is large.
+  c.mesh = dict(sweep=0, data=1)
+  # Checkpoints (orbax) in workdir/checkpoints: the whole sweep state, after a chunk, when either interval has
+  # passed since the last one (0 = that interval never triggers); SIGTERM always saves. The last `keep` are kept.
+  c.checkpoint = dict(every_steps=0, every_minutes=10.0, keep=2,
+                      keep_after_finish=False)   # False: remove the checkpoints once summary.json is written
   c.select_step = 0                # the step whose loss picks it (0 = the last); e.g. a sweep read at half the run
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
                        lr=dict(sgd=0.05, adam=0.002))
@@ -238,6 +245,13 @@ def validate(c) -> None:
   _require(c.select_step >= 0 and c.select_step <= c.num_steps and c.select_step % c.measure_every == 0,
            'select_step', f'must be 0 (the last step) or a measured step in 1..num_steps={c.num_steps}, '
            f'a multiple of measure_every={c.measure_every}; got {c.select_step}')
+  _require(c.mesh.sweep >= 0 and c.mesh.data >= 0 and (c.mesh.sweep or c.mesh.data), 'mesh',
+           'sweep and data are device counts >= 0, not both 0 (0 = the devices the other axis leaves)')
+  ck = c.checkpoint
+  _require(ck.every_steps >= 0 and ck.every_minutes >= 0, 'checkpoint', 'every_steps and every_minutes must be >= 0')
+  _require(ck.every_steps % c.measure_every == 0, 'checkpoint.every_steps',
+           f'{ck.every_steps} is not a multiple of measure_every={c.measure_every} (checkpoints fall between chunks)')
+  _require(ck.keep >= 1, 'checkpoint.keep', 'must be >= 1 (the fallback after a corrupt checkpoint needs 2)')
   cc = c.coord_check
   if cc.enabled:
     _require(len(cc.widths) >= 2, 'coord_check.widths', 'needs at least two widths to fit a slope')

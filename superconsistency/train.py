@@ -115,12 +115,19 @@ def stability_threshold(opt_cfg) -> float:
   return 2.0 * (1.0 + opt_cfg.momentum) if opt_cfg.name == 'sgd' else float('nan')
 
 
-def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
+def make_lane_program(model: models.Model, data, cfg, mesh=None) -> LaneProgram:
+  """`mesh`: with a `data` axis of size > 1, each batch is split over it (a sharding constraint; XLA adds the
+  collectives)."""
   loss_fn = models.LOSSES[cfg.loss]
   tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
   dtype = jnp.dtype(cfg.dtype)
   warmup = cfg.optimizer.warmup_steps
   m = cfg.measure
+  if mesh is not None and mesh.shape['data'] > 1:
+    by_example = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+    split = lambda *xs: tuple(jax.lax.with_sharding_constraint(x, by_example) for x in xs)
+  else:
+    split = lambda *xs: xs
 
   def forward(params, params0, x, gamma0):
     out = model.apply(params, x, gamma0)
@@ -146,7 +153,7 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
   def step(state: LaneState, hp: LaneHparams, arrays, plan_t=None) -> LaneState:
     if plan_t is None:
       plan_t = jax.tree.map(lambda a: a[0], data.plan(arrays, state.data_key, state.step, 1))
-    x, y = data.batch(arrays, state.data_key, state.step, plan_t)
+    x, y = split(*data.batch(arrays, state.data_key, state.step, plan_t))
     loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(p, state.params0, x, hp.gamma0), y))(state.params)
     if grad_scale is not None:
       grads = {n: g * grad_scale[n] for n, g in grads.items()}
@@ -174,9 +181,9 @@ def make_lane_program(model: models.Model, data, cfg) -> LaneProgram:
   def measure(state: LaneState, hp: LaneHparams, arrays, measurement_index=0):
     def loss_on(params, x, y):
       return loss_fn(forward(params, state.params0, x, hp.gamma0), y)
-    xl, yl = arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch]
-    xs, ys = arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch]
-    out_eval = forward(state.params, state.params0, arrays['eval_x'], hp.gamma0)
+    xl, yl = split(arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch])
+    xs, ys = split(arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch])
+    out_eval = forward(state.params, state.params0, *split(arrays['eval_x']), hp.gamma0)
     apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
     ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, num_chunks=m.num_chunks)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
@@ -262,36 +269,79 @@ def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:
                      seed=jnp.array([r[2] for r in grid], jnp.int32))
 
 
-def _lane_sharding(num_lanes):
-  devices = jax.devices()
-  if len(devices) == 1 or num_lanes % len(devices):
-    return None
-  mesh = jax.sharding.Mesh(np.array(devices), ('sweep',))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('sweep'))
+class Sweep(NamedTuple):
+  """A sweep's compiled programs over a mesh, and its inputs on the devices. Lanes are padded to a multiple of the
+  mesh's `sweep` axis by repeating the last lane; `num_lanes` are real."""
+  init: callable       # hp -> state
+  measure: callable    # (state, hp, arrays, index) -> (state, metrics)
+  chunk: callable      # (state, hp, arrays, index) -> (state, metrics); state donated
+  hp: LaneHparams      # padded, sharded over `sweep`
+  arrays: dict         # replicated
+  num_lanes: int
+  num_chunks: int
 
 
-def run_sweep(model, data, cfg, hp: LaneHparams, progress=None):
-  """Trains all lanes of `hp` as one vmapped program. Returns (steps, metrics{name: [lanes, measurements]},
-  diverged_step[lanes]) as numpy arrays. `progress(n)` is called after each compiled chunk."""
-  program = make_lane_program(model, data, cfg)
-  sharding = _lane_sharding(hp.lr.shape[0])
-  if sharding is not None:   # lanes spread over the 'sweep' axis of a device mesh
-    hp = jax.device_put(hp, sharding)
-  init = jax.jit(jax.vmap(program.init))
+def compile_sweep(model, data, cfg, hp: LaneHparams, mesh) -> Sweep:
+  from superconsistency import distributed
+  program = make_lane_program(model, data, cfg, mesh)
+  num_lanes = int(hp.lr.shape[0])
+  pad = distributed.padded_lanes(num_lanes, mesh) - num_lanes
+  hp_host = jax.tree.map(lambda a: np.concatenate([np.asarray(a), np.repeat(np.asarray(a)[-1:], pad, 0)]), hp)
+  lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
+  # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
+  vmap = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
+  init = jax.jit(vmap(program.init), in_shardings=lanes, out_shardings=lanes)
   # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
-  measure = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None, None)))
-  chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None, None)), donate_argnums=0)
-  state = init(hp)
-  state, first = measure(state, hp, data.arrays, 0)
-  rows = [jax.device_get(first)]
-  for i in range(cfg.num_steps // cfg.measure_every):
-    state, metrics = chunk(state, hp, data.arrays, i + 1)
-    rows.append(jax.device_get(metrics))   # waits for the chunk: the progress bar shows real progress
+  measure = jax.jit(vmap(program.measure, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
+                    out_shardings=lanes)
+  chunk = jax.jit(vmap(program.chunk, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
+                  out_shardings=lanes, donate_argnums=0)
+  return Sweep(init, measure, chunk, distributed.put_lanes(hp_host, mesh),
+               distributed.put_replicated(data.arrays, mesh), num_lanes, cfg.num_steps // cfg.measure_every)
+
+
+def abstract_state(sweep: Sweep):
+  """Shapes, dtypes and shardings of a sweep's state, without computing it (the target a checkpoint restores to)."""
+  shapes = jax.eval_shape(sweep.init, sweep.hp)
+  sharding = sweep.hp.lr.sharding
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resume=None, after_chunk=None,
+              sweep: Sweep | None = None):
+  """Trains all lanes of `hp` as one vmapped program on `mesh` (default: `cfg.mesh` over all devices).
+
+  Returns (steps, metrics{name: [lanes, measurements, ...]}, diverged_step[lanes]) as numpy arrays.
+  `progress(n)` is called after each compiled chunk. `resume=(state, buffers, chunks_done)` continues from a
+  checkpoint; `after_chunk(chunks_done, state, buffers)` runs after the first measurement and after every chunk
+  (it may checkpoint, or stop the run by raising). `buffers` holds every measurement so far (NaN after).
+  """
+  from superconsistency import distributed
+  if sweep is None:
+    sweep = compile_sweep(model, data, cfg, hp, mesh if mesh is not None else distributed.make_mesh(cfg.mesh))
+  if resume is None:
+    state, first = sweep.measure(sweep.init(sweep.hp), sweep.hp, sweep.arrays, 0)
+    first = distributed.gather(first)
+    buffers = {k: np.full((v.shape[0], sweep.num_chunks + 1) + v.shape[1:], np.nan, v.dtype)
+               for k, v in first.items()}
+    for k, v in first.items():
+      buffers[k][:, 0] = v
+    done = 0
+    if after_chunk:
+      after_chunk(done, state, buffers)
+  else:
+    state, buffers, done = resume
+  for i in range(done, sweep.num_chunks):
+    state, metrics = sweep.chunk(state, sweep.hp, sweep.arrays, i + 1)
+    for k, v in distributed.gather(metrics).items():   # waits for the chunk: the progress bar shows real progress
+      buffers[k][:, i + 1] = v
     if progress:
       progress(1)
-  steps = np.arange(len(rows)) * cfg.measure_every
-  metrics = {k: np.stack([r[k] for r in rows], axis=1) for k in rows[0]}
-  return steps, metrics, np.asarray(jax.device_get(state.diverged_step))
+    if after_chunk:
+      after_chunk(i + 1, state, buffers)
+  steps = np.arange(sweep.num_chunks + 1) * cfg.measure_every
+  metrics = {k: v[:sweep.num_lanes] for k, v in buffers.items()}
+  return steps, metrics, np.asarray(distributed.gather(state.diverged_step))[:sweep.num_lanes]
 
 
 def run_lane(model, data, cfg, lr, gamma0, seed):
