@@ -22,8 +22,6 @@ import shutil
 import signal
 import sys
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from superconsistency import distributed

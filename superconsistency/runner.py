@@ -57,6 +57,9 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
   """Validates everything before touching the workdir; returns the summary."""
   config_lib.validate(cfg)
   if cfg.experiment != 'sweep':   # computations of their own, with the same workdir contract
+    if jax.process_count() > 1:
+      raise config_lib.ConfigError('experiment', f'{cfg.experiment!r} is one compiled computation on one process: '
+                                   'run it without --multihost')
     module = importlib.import_module(f'superconsistency.{cfg.experiment}')
     return module.run_experiment(cfg, workdir, overwrite=overwrite, progress=progress, plots=plots)
   if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:

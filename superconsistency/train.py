@@ -10,7 +10,6 @@ at which it diverged; vmapped lanes share no arithmetic, so this never changes a
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 

@@ -2,7 +2,6 @@
 SIGTERM, resumed from a corrupted checkpoint or under a changed config. Every finished run's metrics.csv must be
 byte-identical to an uninterrupted run's: no row lost, duplicated or reordered, the same numbers."""
 import os
-import shutil
 import subprocess
 import sys
 
