@@ -122,8 +122,10 @@ def bench_sweep(s, log):
   lane_steps = n_lanes * c.num_steps
 
   # vmapped: one program, all lanes
-  sharding = T._lane_sharding(n_lanes)
-  hp_v = jax.device_put(hp, sharding) if sharding is not None else hp
+  # lanes over the mesh's `sweep` axis, as train.compile_sweep places them (a no-op on one device)
+  from superconsistency import distributed
+  mesh = distributed.make_mesh(c.mesh)
+  hp_v = jax.device_put(hp, distributed.lane_sharding(mesh)) if n_lanes % mesh.shape['sweep'] == 0 else hp
   fns_v, compile_v = compile_lane_fns(T.make_lane_program(model, data, c), hp_v, data.arrays, vmapped=True)
   log(f'vmapped: compiled in {compile_v:.2f}s')
   t0 = time.perf_counter()

@@ -3,6 +3,8 @@
 # collective checkpoints, resume) on one machine. See launch/README.md.
 set -euo pipefail
 
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # die, quote, parse_args
 prog=launch/local.sh
 
 usage() {
@@ -34,62 +36,11 @@ Example:
 EOF
 }
 
-die() { # usage error: one line on stderr, exit 2
-  echo "$prog: error: $*" >&2
-  exit 2
-}
-
-quote() { # the arguments quoted for the shell, space separated: as they are when safe, else in single quotes, else %q
-  local a out=() safe='^[A-Za-z0-9_./:=,@%+-]+$'
-  for a in "$@"; do
-    if [[ $a =~ $safe ]]; then
-      out+=("$a")
-    elif [[ $a != *"'"* ]]; then
-      out+=("'$a'")
-    else
-      out+=("$(printf '%q' "$a")")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
-
-num_processes=2
-devices=4
-port=""
-timeout=0
-dry_run=0
-saw_separator=0
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    --) saw_separator=1; break ;;
-    -h | --help) usage; exit 0 ;;
-    --dry-run | --dry_run) dry_run=1; continue ;;
-  esac
-  if [[ $arg == --*=* ]]; then
-    name=${arg%%=*}
-    value=${arg#*=}
-  else
-    name=$arg
-    case $name in
-      --num_processes | --devices_per_process | --port | --timeout)
-        (($#)) || die "option $name needs a value"
-        value=$1
-        shift ;;
-    esac
-  fi
-  case $name in
-    --num_processes) num_processes=$value ;;
-    --devices_per_process) devices=$value ;;
-    --port) port=$value ;;
-    --timeout) timeout=$value ;;
-    *) die "unknown option '$arg' (launcher options go before '--', the run's arguments after it; see --help)" ;;
-  esac
-done
-((saw_separator)) || die "missing '--' before the run's arguments (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-(($#)) || die "no run arguments after '--' (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-args=("$@")
+parse_args "--num_processes --devices_per_process --port --timeout" "" "$@"
+num_processes=${opt[--num_processes]-2}
+devices=${opt[--devices_per_process]-4}
+port=${opt[--port]-}
+timeout=${opt[--timeout]-0}
 
 [[ $num_processes =~ ^[1-9][0-9]*$ ]] || die "--num_processes must be a positive integer, got '$num_processes'"
 [[ $devices =~ ^[1-9][0-9]*$ ]] || die "--devices_per_process must be a positive integer, got '$devices'"

@@ -3,6 +3,8 @@
 # submits it. See launch/README.md.
 set -euo pipefail
 
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # die, quote, parse_args
 prog=launch/slurm.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -35,70 +37,15 @@ Example:
 EOF
 }
 
-die() {
-  echo "$prog: error: $*" >&2
-  exit 2
-}
-
-quote() { # the arguments quoted for the shell, space separated: as they are when safe, else in single quotes, else %q
-  local a out=() safe='^[A-Za-z0-9_./:=,@%+-]+$'
-  for a in "$@"; do
-    if [[ $a =~ $safe ]]; then
-      out+=("$a")
-    elif [[ $a != *"'"* ]]; then
-      out+=("'$a'")
-    else
-      out+=("$(printf '%q' "$a")")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
-
-nodes=1
-gpus=1
-partition=""
-time_limit=""
-job_name=superconsistency
-account=""
-venv=""
-script_dir=slurm
-dry_run=0
-saw_separator=0
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    --) saw_separator=1; break ;;
-    -h | --help) usage; exit 0 ;;
-    --dry-run | --dry_run) dry_run=1; continue ;;
-  esac
-  if [[ $arg == --*=* ]]; then
-    name=${arg%%=*}
-    value=${arg#*=}
-  else
-    name=$arg
-    case $name in
-      --nodes | --gpus_per_node | --partition | --time | --job_name | --account | --venv | --script_dir)
-        (($#)) || die "option $name needs a value"
-        value=$1
-        shift ;;
-    esac
-  fi
-  case $name in
-    --nodes) nodes=$value ;;
-    --gpus_per_node) gpus=$value ;;
-    --partition) partition=$value ;;
-    --time) time_limit=$value ;;
-    --job_name) job_name=$value ;;
-    --account) account=$value ;;
-    --venv) venv=$value ;;
-    --script_dir) script_dir=$value ;;
-    *) die "unknown option '$arg' (launcher options go before '--', the run's arguments after it; see --help)" ;;
-  esac
-done
-((saw_separator)) || die "missing '--' before the run's arguments (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-(($#)) || die "no run arguments after '--' (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-args=("$@")
+parse_args "--nodes --gpus_per_node --partition --time --job_name --account --venv --script_dir" "" "$@"
+nodes=${opt[--nodes]-1}
+gpus=${opt[--gpus_per_node]-1}
+partition=${opt[--partition]-}
+time_limit=${opt[--time]-}
+job_name=${opt[--job_name]-superconsistency}
+account=${opt[--account]-}
+venv=${opt[--venv]-}
+script_dir=${opt[--script_dir]-slurm}
 
 [[ $nodes =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer, got '$nodes'"
 [[ $gpus =~ ^[0-9]+$ ]] || die "--gpus_per_node must be a whole number, got '$gpus'"

@@ -5,6 +5,8 @@
 # shellcheck disable=SC2016
 set -euo pipefail
 
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # die, quote, parse_args
 prog=launch/tpu_pod.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 remote_dir=superconsistency  # on every worker, relative to the home directory
@@ -42,76 +44,21 @@ Example:
 EOF
 }
 
-die() {
-  echo "$prog: error: $*" >&2
-  exit 2
-}
-
 qq() { # the arguments quoted with printf %q (no single quotes: commands built for the remote shell use this)
   local out
   printf -v out '%q ' "$@"
   printf '%s\n' "${out% }"
 }
 
-quote() { # the arguments quoted for the shell, space separated: as they are when safe, else in single quotes, else %q
-  local a out=() safe='^[A-Za-z0-9_./:=,@%+-]+$'
-  for a in "$@"; do
-    if [[ $a =~ $safe ]]; then
-      out+=("$a")
-    elif [[ $a != *"'"* ]]; then
-      out+=("'$a'")
-    else
-      out+=("$(printf '%q' "$a")")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
-
-name=""
-zone=""
-accelerator=v4-32
-version='tpu-ubuntu2204-base'
-spot=0
-bucket=""
-repo_url=""
-fetch=""
-dry_run=0
-saw_separator=0
-while (($#)); do
-  arg=$1
-  shift
-  case $arg in
-    --) saw_separator=1; break ;;
-    -h | --help) usage; exit 0 ;;
-    --dry-run | --dry_run) dry_run=1; continue ;;
-    --spot) spot=1; continue ;;
-  esac
-  if [[ $arg == --*=* ]]; then
-    opt=${arg%%=*}
-    value=${arg#*=}
-  else
-    opt=$arg
-    case $opt in
-      --name | --zone | --accelerator | --version | --bucket | --repo | --fetch)
-        (($#)) || die "option $opt needs a value"
-        value=$1
-        shift ;;
-    esac
-  fi
-  case $opt in
-    --name) name=$value ;;
-    --zone) zone=$value ;;
-    --accelerator) accelerator=$value ;;
-    --version) version=$value ;;
-    --bucket) bucket=$value ;;
-    --repo) repo_url=$value ;;
-    --fetch) fetch=$value ;;
-    *) die "unknown option '$arg' (launcher options go before '--', the run's arguments after it; see --help)" ;;
-  esac
-done
-((saw_separator)) || die "missing '--' before the run's arguments (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-(($#)) || die "no run arguments after '--' (e.g. -- --config=configs/quickstart.py --workdir=DIR)"
-args=("$@")
+parse_args "--name --zone --accelerator --version --bucket --repo --fetch" "--spot" "$@"
+name=${opt[--name]-}
+zone=${opt[--zone]-}
+accelerator=${opt[--accelerator]-v4-32}
+version=${opt[--version]-tpu-ubuntu2204-base}
+spot=${opt[--spot]-0}
+bucket=${opt[--bucket]-}
+repo_url=${opt[--repo]-}
+fetch=${opt[--fetch]-}
 
 [[ -n $name ]] || die "--name NAME is required (the TPU VM to create or reuse)"
 [[ -n $zone ]] || die "--zone ZONE is required"

@@ -9,7 +9,8 @@ from conftest import ROOT
 
 @pytest.mark.slow
 @pytest.mark.parametrize('script,heading', [('sweep.py', 'Vmapped sweep vs sequential lanes'),
-                                            ('spectra.py', 'Lanczos vs power iteration')])
+                                            ('spectra.py', 'Lanczos vs power iteration'),
+                                            ('mesh.py', '8 simulated devices vs 1 device')])
 def test_benchmark_quick_mode_writes_report(tmp_path, script, heading):
   out = tmp_path / 'report.md'
   proc = subprocess.run([sys.executable, f'benchmarks/{script}', '--quick', '--out', str(out)], cwd=ROOT,

@@ -105,3 +105,33 @@ def test_changed_config_is_refused_naming_the_fields(tmp_path):
   r = _run(workdir, extra=['--config.checkpoint.every_steps=6'])
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resuming' in r.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_until_finished(tmp_path):
+  """SIGKILL after a random 2-10 s, again and again, on the same workdir, until a run finishes (~1 min)."""
+  import random
+  import signal
+  longer = ['--config.num_steps=300']   # 2 groups of 100 chunks, a checkpoint after each: killed many times
+  r = _run(tmp_path / 'reference', extra=longer)
+  assert r.returncode == 0, r.stderr[-2000:]
+  rng = random.Random(0)
+  workdir = tmp_path / 'w'
+  kills = 0
+  for _ in range(40):
+    proc = subprocess.Popen([sys.executable, '-m', 'superconsistency', *ARGS, *longer, f'--workdir={workdir}'],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+      proc.wait(timeout=rng.uniform(2.0, 10.0))
+    except subprocess.TimeoutExpired:
+      proc.send_signal(signal.SIGKILL)
+      proc.communicate()
+      kills += 1
+      if (workdir / 'summary.json').exists():   # killed after it finished (while removing its checkpoints)
+        break
+      continue
+    assert proc.returncode == 0, proc.stderr.read()[-2000:]
+    break
+  assert (workdir / 'summary.json').exists()
+  assert kills >= 2, kills
+  assert _read(workdir / 'metrics.csv') == _read(tmp_path / 'reference' / 'metrics.csv')
