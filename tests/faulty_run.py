@@ -10,6 +10,7 @@ FAULT=KIND:N kills this process at the N-th occurrence of KIND, counted from 1 w
 import os
 import signal
 import sys
+import time
 
 from orbax.checkpoint._src.path import atomicity
 
@@ -42,6 +43,8 @@ if KIND in ('chunk', 'sigterm'):
     out = _gather(tree)
     if isinstance(out, dict) and 'train_loss' in out and _due():   # a chunk's (or the first) measurement
       _die(signal.SIGKILL if KIND == 'chunk' else signal.SIGTERM)
+      if KIND == 'sigterm':
+        time.sleep(1.0)   # joined processes: give JAX's preemption service time to agree on a step (loopback: ms)
     return out
   distributed.gather = gather
 elif KIND == 'metrics':

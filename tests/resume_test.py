@@ -91,7 +91,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(reference, tmp_pat
   assert _read(workdir / 'metrics.csv') == reference
 
 
-def test_changed_config_is_refused_naming_the_fields(tmp_path):
+def test_changed_config_is_refused_naming_the_fields(reference, tmp_path):
   workdir = tmp_path / 'w'
   r = _run(workdir, 'sigterm:2')
   assert r.returncode == 143, r.stderr[-2000:]
@@ -105,6 +105,7 @@ def test_changed_config_is_refused_naming_the_fields(tmp_path):
   r = _run(workdir, extra=['--config.checkpoint.every_steps=6'])
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resuming' in r.stderr
+  assert _read(workdir / 'metrics.csv') == reference
 
 
 @pytest.mark.slow
