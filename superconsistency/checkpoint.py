@@ -10,8 +10,8 @@ A checkpoint holds everything the rest of the run depends on, so a resumed run c
 
 orbax writes a checkpoint into a temporary directory and renames it when complete, so a kill during a save leaves
 the previous checkpoints intact. On top of that, process 0 records the size and SHA-256 of every file of a finished
-checkpoint (integrity.json); a checkpoint whose files do not match, or that fails to restore, is skipped with a
-message and the previous one is used.
+checkpoint (integrity.json); a checkpoint whose files do not match, or that fails to restore, is set aside in
+checkpoints_unusable/ with a message, and the previous one is used.
 """
 from __future__ import annotations
 
@@ -163,22 +163,32 @@ class Checkpointer:
           state = None
           if target is not None:
             state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))['state']
-          self._delete(skipped)   # later saves reuse their step numbers
+          self._set_aside(skipped)   # later saves reuse their step numbers
           return step, meta, state
         except Exception as e:   # noqa: BLE001 - any failure to read it makes it unusable; say which and go on
           problem = f'it could not be restored ({type(e).__name__}: {str(e).splitlines()[0][:200]})'
       older = steps[len(steps) - i - 2] if i + 1 < len(steps) else None
-      note(f'checkpoint {step_dir} is corrupt: {problem}; ' +
+      note(f'checkpoint {step_dir} is corrupt: {problem}; it is moved to {self.aside_directory}/; ' +
            (f'falling back to checkpoint {older}' if older is not None else 'no older checkpoint: starting over'))
       skipped.append(step)
-    self._delete(skipped)
+    self._set_aside(skipped)
     return None
 
-  def _delete(self, steps) -> None:
+  @property
+  def aside_directory(self) -> str:
+    return self.directory + '_unusable'
+
+  def _set_aside(self, steps) -> None:
+    """Moves unusable checkpoints out of orbax's sight (nothing is deleted: a restore can also fail for reasons
+    that are not the checkpoint's fault), so that later saves can reuse their step numbers."""
     if distributed.is_writer():
       for step in steps:
-        shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
-    distributed.barrier('deleted-corrupt')
+        target = os.path.join(self.aside_directory, str(step))
+        if os.path.exists(target):
+          shutil.rmtree(target)
+        os.makedirs(self.aside_directory, exist_ok=True)
+        os.replace(os.path.join(self.directory, str(step)), target)
+    distributed.barrier('set-aside')
     if steps:
       self.manager.reload()
 
@@ -186,6 +196,7 @@ class Checkpointer:
     self.manager.close()
     if distributed.is_writer():
       shutil.rmtree(self.directory, ignore_errors=True)
+      shutil.rmtree(self.aside_directory, ignore_errors=True)
 
   def close(self) -> None:
     self.manager.close()

@@ -112,7 +112,10 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
     sweep = sweep_of(meta['group'])
     state = train.abstract_state(sweep)
     first = jax.eval_shape(sweep.measure, state, sweep.hp, sweep.arrays, 0)[1]
-    buffers = {k: np.zeros((v.shape[0], sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
+    saved = meta['lanes_padded']
+    buffers = {k: np.zeros((saved, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
+    if saved != sweep.hp.lr.shape[0]:   # saved on a mesh that pads lanes otherwise: restored to the host, re-padded
+      state = jax.tree.map(lambda a: np.zeros((saved,) + a.shape[1:], a.dtype), state)
     return dict(lanes=state, buffers=buffers)
 
   ckpt, restored = _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target)
@@ -137,7 +140,11 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
     ckpt_step, meta, state = restored
     first_group = meta['group']
     if state is not None:
-      resume_state = (state['lanes'], state['buffers'], meta['chunks_done'])
+      lanes, buffers = state['lanes'], state['buffers']
+      sweep = sweep_of(first_group)
+      if meta['lanes_padded'] != sweep.hp.lr.shape[0]:
+        lanes, buffers = distributed.put_lanes(train.repad(sweep, lanes), mesh), train.repad(sweep, buffers)
+      resume_state = (lanes, buffers, meta['chunks_done'])
     checkpoint.note(f'resuming {workdir} from checkpoint {ckpt_step}: ' + (
         f'group {first_group + 1} of {len(groups)} {groups[first_group]}, {meta["chunks_done"] or 0} of its {chunks} '
         f'chunks done' if first_group < len(groups) else 'the sweep is done; making the coordinate check, summary '
@@ -149,6 +156,7 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
 
   def save(g, done, state=None, buffers=None, reason=''):
     meta = dict(group=g, chunks_done=done, reason=reason,
+                lanes_padded=None if state is None else int(sweep_of(g).hp.lr.shape[0]),
                 csv_bytes={n: os.path.getsize(os.path.join(workdir, n)) for n in csv_names}
                 if distributed.is_writer() else {})
     ckpt.save(ckpt_id(g, done), meta, None if state is None else dict(lanes=state, buffers=buffers))
@@ -267,6 +275,7 @@ def _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target):
     _writer_checks(same_config)
   if not resumable and distributed.is_writer() and os.path.isdir(ckpt_dir):
     shutil.rmtree(ckpt_dir)   # --overwrite, or leftovers without a config: they belong to no resumable run
+    shutil.rmtree(ckpt_dir + '_unusable', ignore_errors=True)
   distributed.barrier('checkpoints-cleared')
   ckpt = checkpoint.Checkpointer(workdir, cfg.checkpoint.keep)
   return ckpt, (ckpt.restore_latest(restore_target) if resumable else None)   # None: corrupt ones are removed

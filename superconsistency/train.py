@@ -305,6 +305,14 @@ def compile_sweep(model, data, cfg, hp: LaneHparams, mesh) -> Sweep:
                distributed.put_replicated(data.arrays, mesh), num_lanes, cfg.num_steps // cfg.measure_every)
 
 
+def repad(sweep: Sweep, tree):
+  """A lane-leading tree saved under another padding (another mesh), as host arrays padded the way `sweep` pads:
+  the real lanes, then copies of the last one."""
+  n, padded = sweep.num_lanes, int(sweep.hp.lr.shape[0])
+  fix = lambda a: np.concatenate([np.asarray(a)[:n], np.repeat(np.asarray(a)[n - 1:n], padded - n, 0)])
+  return jax.tree.map(fix, tree)
+
+
 def abstract_state(sweep: Sweep):
   """Shapes, dtypes and shardings of a sweep's state, without computing it (the target a checkpoint restores to)."""
   shapes = jax.eval_shape(sweep.init, sweep.hp)

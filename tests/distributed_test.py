@@ -2,6 +2,7 @@
 
 - 8 simulated CPU devices (a subprocess with --xla_force_host_platform_device_count=8), lanes over `sweep` and
   each lane's batch over `data`, 9 lanes padded to 12: equal to the 1-device run to float tolerance.
+- Stopped on 1 device, resumed on 8 (another lane padding): equal to float tolerance.
 - 2 processes on loopback (launch/local.sh: jax.distributed with gloo, a free port, a timeout), 2 devices each:
   equal to the 1-device run; process 0 alone writes.
 - The same 2 processes stopped by SIGTERM (JAX's preemption service picks the step both save), then resumed:
@@ -26,11 +27,14 @@ ARGS = ['--config=configs/quickstart.py', '--config.widths=(16,)', '--config.par
 COMPARED = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'feature_movement')
 
 
-def _cli(workdir, extra=(), devices=1):
+def _cli(workdir, extra=(), devices=1, fault=''):
   env = dict(os.environ)
   if devices > 1:
     env['XLA_FLAGS'] = env.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={devices}'
-  return subprocess.run([sys.executable, '-m', 'superconsistency', *ARGS, *extra, f'--workdir={workdir}'], cwd=ROOT,
+  if fault:
+    env['FAULT'] = fault
+  entry = [os.path.join(ROOT, 'tests', 'faulty_run.py')] if fault else ['-m', 'superconsistency']
+  return subprocess.run([sys.executable, *entry, *ARGS, *extra, f'--workdir={workdir}'], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -66,6 +70,18 @@ def test_eight_devices_sweep_and_data_axes_equal_one_device(one_device, tmp_path
   _assert_close(one_device, tmp_path / 'w' / 'metrics.csv')
   import json
   assert json.loads((tmp_path / 'w' / 'config.json').read_text())['_versions']['devices'] == 8
+
+
+def test_stopped_on_one_device_resumes_on_eight(one_device, tmp_path):
+  """A preempted job may come back on other hardware: 9 lanes saved unpadded on 1 device continue padded to 12 on
+  a 4 × 2 mesh (the checkpoint is restored to the host and re-padded), to the same numbers within float tolerance."""
+  workdir = tmp_path / 'w'
+  r = _cli(workdir, fault='sigterm:3')
+  assert r.returncode == 143, r.stderr[-2000:]
+  r = _cli(workdir, ['--config.mesh.sweep=4', '--config.mesh.data=2'], devices=8)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert '2 of its 6 chunks done' in r.stderr
+  _assert_close(one_device, workdir / 'metrics.csv')
 
 
 def test_mesh_that_does_not_fit_the_devices_is_one_line_exit_2(tmp_path):
