@@ -40,8 +40,6 @@ def _fail(message):
 
 def main(argv=None) -> int:
   argv = sys.argv if argv is None else argv
-  from superconsistency import checkpoint
-  checkpoint.sigterm.install()   # from here on, SIGTERM means "save and exit 143" (checked between chunks)
   try:
     flags.FLAGS(argv)
     cfg = _CONFIG.value
@@ -65,6 +63,8 @@ def main(argv=None) -> int:
     return _fail(f'--config: {text}')
   if not _WORKDIR.value:
     return _fail('--workdir is required, e.g. --workdir=runs/quickstart')
+  from superconsistency import checkpoint
+  checkpoint.sigterm.install()   # from here on, SIGTERM means "save and exit 143" (checked between chunks)
   from superconsistency import config as config_lib
   from superconsistency import distributed
   from superconsistency import runner

@@ -53,18 +53,14 @@ def _flatten(d, prefix=''):
   return out
 
 
-def config_differences(saved: dict, now: dict) -> list[str]:
-  """Dotted names of the fields whose values differ (fields only one side has count), except RESUME_INDEPENDENT."""
-  normal = lambda d: json.loads(json.dumps(d, sort_keys=True, default=str))   # tuples and lists compare equal
-  a, b = _flatten(normal(saved)), _flatten(normal(now))
-  names = sorted(k for k in set(a) | set(b) if a.get(k, '<absent>') != b.get(k, '<absent>'))
-  return [k for k in names if k.split('.')[0] not in RESUME_INDEPENDENT]
-
-
-def describe_differences(saved: dict, now: dict, names) -> str:
-  a, b = _flatten(json.loads(json.dumps(saved, default=str))), _flatten(json.loads(json.dumps(now, default=str)))
-  show = lambda v: json.dumps(v)[:60]
-  return '; '.join(f'{n}: {show(a.get(n, "<absent>"))} -> {show(b.get(n, "<absent>"))}' for n in names)
+def config_differences(saved: dict, now: dict) -> list[tuple]:
+  """(dotted name, saved value, new value) of every field that differs (a field only one side has counts), except
+  RESUME_INDEPENDENT; values as short JSON."""
+  normal = lambda d: _flatten(json.loads(json.dumps(d, sort_keys=True, default=str)))   # tuples == lists
+  a, b = normal(saved), normal(now)
+  show = lambda d, k: json.dumps(d[k])[:60] if k in d else '<absent>'
+  return [(k, show(a, k), show(b, k)) for k in sorted(set(a) | set(b))
+          if a.get(k, '<absent>') != b.get(k, '<absent>') and k.split('.')[0] not in RESUME_INDEPENDENT]
 
 
 # ------------------------------------------------------------------------------------------------ SIGTERM

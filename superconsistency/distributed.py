@@ -88,9 +88,11 @@ def put_lanes(tree, mesh):
 
 
 def put_replicated(tree, mesh):
-  """Host or device arrays -> global arrays replicated on every device; each process fills its own devices."""
+  """Host or device arrays -> global arrays replicated on every device; each process fills its own devices.
+  Arrays already placed so are returned as they are (no round trip through the host)."""
   sharding = replicated(mesh)
-  return jax.tree.map(lambda a: _from_host(np.asarray(a), sharding), tree)
+  placed = lambda a: isinstance(a, jax.Array) and a.sharding == sharding
+  return jax.tree.map(lambda a: a if placed(a) else _from_host(np.asarray(a), sharding), tree)
 
 
 def _from_host(a: np.ndarray, sharding):

@@ -71,16 +71,21 @@ def _json_default(x):
 def start_workdir(workdir: str, outputs, resolved_config: dict) -> None:
   """Creates the workdir, removes a previous run's outputs (names or glob patterns), so a rerun replaces it
   entirely, and writes config.json with the versions that ran."""
-  import glob
   import jax
   os.makedirs(workdir, exist_ok=True)
-  for pattern in outputs:
-    for path in glob.glob(os.path.join(workdir, pattern)):
-      os.remove(path)
+  remove_outputs(workdir, outputs)
   resolved = dict(resolved_config)
   resolved.setdefault('_versions', dict(jax=jax.__version__, backend=jax.default_backend(),
                                         devices=jax.device_count()))
   write_json(os.path.join(workdir, 'config.json'), resolved)
+
+
+def remove_outputs(workdir: str, patterns) -> None:
+  """Removes the files of `workdir` that match any of the names or glob patterns."""
+  import glob
+  for pattern in patterns:
+    for path in glob.glob(os.path.join(workdir, pattern)):
+      os.remove(path)
 
 
 class MetricsWriter:

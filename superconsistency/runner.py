@@ -2,7 +2,6 @@
 summary and the plots, all written into one workdir through `results`."""
 from __future__ import annotations
 
-import glob
 import importlib
 import json
 import os
@@ -97,13 +96,15 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
   groups = [(p, depth, width) for p in cfg.parameterizations for depth in depths for width in cfg.widths]
   hps = {p: train.lane_grid(tuple(cfg.sweep.lrs[p]), cfg.sweep.gamma0s, cfg.sweep.seeds, dtype, cfg.seed)
          for p in cfg.parameterizations}
+  # the dataset is placed on the mesh once for all groups (the coordinate check keeps the process-local copy)
+  sweep_data = data._replace(arrays=distributed.put_replicated(data.arrays, mesh))
   sweeps = {}
 
   def sweep_of(g):   # compiled lazily, once per group (a resumed run needs one to know what to restore)
     if g not in sweeps:
       sweeps.clear()
       p_name, depth, width = groups[g]
-      sweeps[g] = train.compile_sweep(built[groups[g]], data, cfg, hps[p_name], mesh)
+      sweeps[g] = train.compile_sweep(built[groups[g]], sweep_data, cfg, hps[p_name], mesh)
     return sweeps[g]
 
   def restore_target(meta):
@@ -267,9 +268,10 @@ def _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target):
       saved = json.load(f)
     differ = checkpoint.config_differences(saved, resolved)
     if differ:
+      listed = '; '.join(f'{name}: {old} -> {new}' for name, old, new in differ)
       raise config_lib.ConfigError(
           'workdir', f'{workdir} holds an unfinished run of another config, which cannot be resumed with this one. '
-          f'Fields that differ ({len(differ)}): {checkpoint.describe_differences(saved, resolved, differ)}. '
+          f'Fields that differ ({len(differ)}): {listed}. '
           f'Rerun with the saved config to resume, or pass --overwrite to start over')
   if resumable:
     _writer_checks(same_config)
@@ -302,10 +304,7 @@ def _truncate_to_checkpoint(workdir, meta, csv_names):
       f.truncate(size)
       f.flush()
       os.fsync(f.fileno())
-  for pattern in OUTPUTS:
-    if pattern not in csv_names + ('config.json',):
-      for path in glob.glob(os.path.join(workdir, pattern)):
-        os.remove(path)
+  results.remove_outputs(workdir, [p for p in OUTPUTS if p not in csv_names + ('config.json',)])
 
 
 def _finish(cfg, workdir, data, depths, train_time, start, plots):

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from superconsistency import distributed
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import spectra
@@ -287,11 +288,9 @@ class Sweep(NamedTuple):
 
 
 def compile_sweep(model, data, cfg, hp: LaneHparams, mesh) -> Sweep:
-  from superconsistency import distributed
   program = make_lane_program(model, data, cfg, mesh)
   num_lanes = int(hp.lr.shape[0])
-  pad = distributed.padded_lanes(num_lanes, mesh) - num_lanes
-  hp_host = jax.tree.map(lambda a: np.concatenate([np.asarray(a), np.repeat(np.asarray(a)[-1:], pad, 0)]), hp)
+  hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(num_lanes, mesh))
   lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
   # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
   vmap = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
@@ -308,8 +307,13 @@ def compile_sweep(model, data, cfg, hp: LaneHparams, mesh) -> Sweep:
 def repad(sweep: Sweep, tree):
   """A lane-leading tree saved under another padding (another mesh), as host arrays padded the way `sweep` pads:
   the real lanes, then copies of the last one."""
-  n, padded = sweep.num_lanes, int(sweep.hp.lr.shape[0])
-  fix = lambda a: np.concatenate([np.asarray(a)[:n], np.repeat(np.asarray(a)[n - 1:n], padded - n, 0)])
+  return _pad_lanes(tree, sweep.num_lanes, int(sweep.hp.lr.shape[0]))
+
+
+def _pad_lanes(tree, num_lanes, padded):
+  """Host arrays: the first `num_lanes` lanes, then copies of the last of them up to `padded`."""
+  fix = lambda a: np.concatenate([np.asarray(a)[:num_lanes], np.repeat(np.asarray(a)[num_lanes - 1:num_lanes],
+                                                                      padded - num_lanes, 0)])
   return jax.tree.map(fix, tree)
 
 
@@ -329,7 +333,6 @@ def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resum
   checkpoint; `after_chunk(chunks_done, state, buffers)` runs after the first measurement and after every chunk
   (it may checkpoint, or stop the run by raising). `buffers` holds every measurement so far (NaN after).
   """
-  from superconsistency import distributed
   if sweep is None:
     sweep = compile_sweep(model, data, cfg, hp, mesh if mesh is not None else distributed.make_mesh(cfg.mesh))
   if resume is None:
