@@ -53,8 +53,8 @@ QUICK = dict(steps=4, rounds=3, conv_rounds=2, mlp_width=32, mlp_lanes=(1, 2), c
 
 def mlp_case(s, lanes):
   """The quickstart's model and data (configs/quickstart.py), at width 512."""
-  c = C.defaults()
-  c.model.name, c.data.batch_size, c.measure_every = 'mlp', 64, s['steps']
+  c = C.defaults(model='mlp')
+  c.data.batch_size, c.measure_every = 64, s['steps']
   data = D.make_data(c.data, c.num_steps, 128, jnp.float32)
   model = M.make_model(c.model, data.spec, s['mlp_width'], 3, pz.Parameterization('mup'), jnp.float32)
   return dict(name=f'(a) MLP, MNIST-1D, width {s["mlp_width"]}, batch 64, {lanes} lane' + 's' * (lanes > 1),
@@ -63,8 +63,8 @@ def mlp_case(s, lanes):
 
 def conv_case(s):
   """simple_convnet on CIFAR-shaped uint8 images through from_arrays, augmented."""
-  c = C.defaults()
-  c.model.name, c.data.batch_size, c.measure_every = 'simple_convnet', 128, s['steps']
+  c = C.defaults(model='simple_convnet', data='synthetic_images')
+  c.data.batch_size, c.measure_every = 128, s['steps']
   rng = np.random.default_rng(0)
   train_x = rng.integers(0, 256, (s['conv_train'], 32, 32, 3), dtype=np.uint8)
   eval_x = rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)

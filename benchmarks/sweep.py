@@ -55,9 +55,8 @@ LR_RANGE = (0.05, 2.0)
 
 
 def make_config(s):
-  c = C.defaults()
+  c = C.defaults(model='mlp', optimizer='sgd')
   c.widths, c.depths, c.parameterizations = tuple(s['widths']), (s['depth'],), ('mup',)
-  c.optimizer.name = 'sgd'
   c.num_steps, c.measure_every = s['num_steps'], s['measure_every']
   c.measure.sharpness_batch, c.measure.num_iters = s['sharpness_batch'], s['num_iters']
   c.measure.loss_batch = s['loss_batch']
@@ -92,12 +91,12 @@ def compile_lane_fns(program, hp, arrays, vmapped):
   return (init_c, measure_c, chunk_c), time.perf_counter() - t0
 
 
-def run_lanes(fns, hp, arrays, num_chunks):
+def run_lanes(fns, hp, arrays, chunks):
   """One full run, the loop of run_sweep/run_lane: init, first measurement, then chunks with a host sync each."""
   init, measure, chunk = fns
   state, first = measure(init(hp), hp, arrays)
   rows = [jax.device_get(first)]
-  for _ in range(num_chunks):
+  for _ in range(chunks):
     state, metrics = chunk(state, hp, arrays)
     rows.append(jax.device_get(metrics))
   jax.block_until_ready(state)

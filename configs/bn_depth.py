@@ -31,13 +31,13 @@ Isometry gap (median over depths and seeds; exp(−ℓ/k) fitted on 20 evenly sp
     summarizes it.
 Same trends with degenerate_kind='low_rank' (32 distinct samples in a 16-dimensional subspace): slope 0.0196/layer.
 """
-from superconsistency.config import defaults, options
+from superconsistency.bn_experiment import defaults
+from superconsistency.config import options
 
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'bn_depth')
   c = defaults()
-  c.experiment = 'bn_depth'
   c.dtype = 'float64'   # tanh at k = 0 reaches ‖∇W1‖ ≈ e^90 (float32 overflows at e^88.7); Gram matrices near singular
   if full:   # width = batch = 128, 10 seeds
     c.bn_depth.width = 128

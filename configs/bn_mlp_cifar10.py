@@ -17,8 +17,7 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'bn_mlp_cifar10')
-  c = defaults()
-  c.model.name = 'bn_mlp'
+  c = defaults(model='bn_mlp', data='cifar10')
   c.model.activation = 'linear'    # the theory's setting; BN's normalization is the only nonlinearity
   c.model.weight_init = 'orthogonal'
   c.model.bn_center = False
@@ -26,7 +25,6 @@ def get_config(arg: str = ''):
   c.depths = (10, 50, 100)    # [linear → BN → act] blocks
   c.parameterizations = ('sp',)
   c.sweep.lrs.sp = (0.01, 0.1, 1.0)
-  c.data.name = 'cifar10'
   c.data.offline = True
   c.data.batch_size = 128          # batch = width, as the theory assumes
   c.data.num_train = 4096
@@ -37,7 +35,7 @@ def get_config(arg: str = ''):
   c.measure.sharpness_batch = 128
   c.measure.num_iters = 8
   c.coord_check.enabled = False    # a fixed width; tests/bn_mlp_test.py checks the depth behaviour at init
-  if full:                         # [BN]'s depths on CIFAR-10 (GPU/TPU: the layers are unrolled, so compiling is slow)
+  if full:                         # [BN]'s depths on CIFAR-10 (GPU/TPU; the blocks are scanned, so depth costs no compile time)
     c.depths = (100, 200, 500)
     c.sweep.lrs.sp = (0.003, 0.01, 0.03, 0.1, 0.3)
     c.data.offline = False

@@ -14,13 +14,11 @@ from superconsistency.config import defaults
 
 
 def get_config():
-  c = defaults()
-  c.model.name = 'simple_convnet'
+  c = defaults(model='simple_convnet', data='cifar10')
   c.widths = (16, 32, 64)
   c.parameterizations = ('mup', 'ntk')
   c.sweep.lrs.mup = (0.1, 0.5, 2.0)
   c.sweep.lrs.ntk = (1.0, 7.0, 60.0)   # from [SC]'s NTP grid {1, 3, 7, 20, 60}
-  c.data.name = 'cifar10'
   c.data.offline = True
   c.data.batch_size = 128          # as [SC]
   c.data.num_train = 4096

@@ -19,15 +19,13 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   opts = options(arg, ('k1', 'k2', 'full'), 'depth_resnet')
-  c = defaults()
-  c.model.name = 'res_convnet'
+  c = defaults(model='resnet', data='cifar10')
   c.model.layers_per_block = 2 if 'k2' in opts else 1
   c.widths = (8,)
   c.depths = (1, 2, 4, 8)          # blocks per stage: L = 3, 6, 12, 24
   c.parameterizations = ('depth_mup',)
   c.param.alpha = 0.5
   c.sweep.lrs.depth_mup = (0.2, 0.4, 0.8, 1.6, 3.2, 6.4)   # 120-step probe: best at 1.6–3.2, so the grid goes higher
-  c.data.name = 'cifar10'
   c.data.offline = True
   c.data.image_size = 16
   c.data.batch_size = 64

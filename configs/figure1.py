@@ -23,14 +23,12 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'figure1')
-  c = defaults()
-  c.model.name = 'simple_convnet'
+  c = defaults(model='simple_convnet', data='cifar10')
   c.parameterizations = ('mup', 'ntk')
   c.sweep.lrs.mup = (0.1, 0.2, 0.5, 1.0, 2.0)
   c.sweep.lrs.ntk = (1.0, 3.0, 7.0, 20.0, 60.0)
   c.plot.trajectory_lrs.mup = 0.5
   c.plot.trajectory_lrs.ntk = 7.0
-  c.data.name = 'cifar10'
   c.data.offline = True
   c.data.batch_size = 128
   c.data.num_train = 8192

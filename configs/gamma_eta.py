@@ -21,9 +21,8 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   opts = options(arg, ('ce', 'full'), 'gamma_eta')
-  c = defaults()
+  c = defaults(model='mlp', data='mnist1d')
   c.dtype = 'float64'
-  c.model.name = 'mlp'
   c.model.activation = 'relu'
   c.widths = (128,)
   c.depths = (2, 3, 4)
@@ -33,7 +32,6 @@ def get_config(arg: str = ''):
   c.loss = 'mse'
   c.sweep.gamma0s = tuple(float(g) for g in np.round(np.logspace(-3, 3, 13), 6))   # half-decades
   c.sweep.lrs.mup = tuple(float(v) for v in np.round(np.logspace(-6, 5, 23), 10))
-  c.data.name = 'mnist1d'
   c.data.mode = 'online'
   c.data.batch_size = 32
   c.data.num_eval = 500

@@ -16,18 +16,15 @@ from superconsistency.config import defaults
 
 
 def get_config():
-  c = defaults()
-  c.model.name = 'gpt2'
+  c = defaults(model='gpt2', data='wikitext103', optimizer='adam')
   c.model.heads = 4
   c.model.positions = 'learned'
   c.model.tied = False
   c.widths = (32, 64)
   c.depths = (2,)
   c.parameterizations = ('mup', 'sp')
-  c.optimizer.name = 'adam'
   c.sweep.lrs.mup = (1e-3, 1e-2, 3e-2)
   c.sweep.lrs.sp = (3e-4, 3e-3, 1e-2)
-  c.data.name = 'wikitext103'
   c.data.offline = True
   c.data.mode = 'online'           # language models see each window once
   c.data.seq_len = 64

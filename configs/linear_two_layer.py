@@ -14,8 +14,7 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'linear_two_layer')
-  c = defaults()
-  c.model.name = 'mlp'
+  c = defaults(model='mlp', data='teacher_student')
   c.model.activation = 'linear'
   c.depths = (2,)
   c.widths = (64, 128, 256, 512, 1024, 2048)
@@ -24,7 +23,6 @@ def get_config(arg: str = ''):
   c.sweep.lrs.mup = (0.5,)
   c.sweep.lrs.ntk = (0.5,)
   c.sweep.seeds = (0, 1)
-  c.data.name = 'teacher_student'
   c.data.input_dim = 100
   c.data.output_dim = 1
   c.data.num_train = 1024

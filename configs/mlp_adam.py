@@ -12,13 +12,13 @@ stays there at every width under μP; μP's best rate transfers across widths, N
 """
 import os
 
-from superconsistency.config import from_file, options
+from superconsistency.config import from_file, options, set_optimizer
 
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'mlp_adam')
   c = from_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'quickstart.py'))
-  c.optimizer.name = 'adam'
+  set_optimizer(c, 'adam')
   c.optimizer.eps = 1e-8
   c.sweep.lrs.mup = (0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048)   # factor-2 grids, widened
   # twice: each earlier run had μP's best rate on the grid's top

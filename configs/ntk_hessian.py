@@ -15,8 +15,7 @@ from superconsistency.config import defaults, options
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'ntk_hessian')
-  c = defaults()
-  c.model.name = 'mlp'
+  c = defaults(model='mlp')
   c.depths = (3,)
   c.widths = (64, 128, 256, 512, 1024)
   c.parameterizations = ('mup', 'ntk')

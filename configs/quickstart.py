@@ -12,8 +12,7 @@ from superconsistency.config import defaults
 
 
 def get_config():
-  c = defaults()
-  c.model.name = 'mlp'
+  c = defaults(model='mlp')
   c.depths = (3,)
   c.widths = (64, 128, 256, 512)
   c.parameterizations = ('mup', 'ntk')

@@ -15,15 +15,13 @@ from superconsistency.config import defaults
 
 
 def get_config():
-  c = defaults()
-  c.model.name = 'resnet'
+  c = defaults(model='resnet', data='cifar10')
   c.model.layers_per_block = 1
   c.widths = (8,)
   c.depths = (1, 2)                # residual blocks per stage: L = 3, 6 (add 4, 8 for a real depth sweep)
   c.parameterizations = ('depth_mup',)
   c.param.alpha = 0.5
   c.sweep.lrs.depth_mup = (0.1, 0.4, 1.6)
-  c.data.name = 'cifar10'
   c.data.offline = True
   c.data.batch_size = 64
   c.data.num_train = 4096

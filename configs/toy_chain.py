@@ -15,13 +15,13 @@ Plateau escape (loss below half its start) at η = 0.1·η_max, γ = 100, 316, 1
 like ½·ln γ), 0.74, 0.83, 0.89 (L=3, → 1), 0.44, 0.47, 0.48 (L=4, → 0.5), within 1–6.5 % of gradient flow's τ*;
 at 0.5·η_max the same within 4–33 % (coarser steps). For γ ≤ 0.1 escape takes 1–2 steps (lazy regime, t·η/γ ∝ γ).
 """
-from superconsistency.config import defaults, options
+from superconsistency.config import options
+from superconsistency.toy_chain import defaults
 
 
 def get_config(arg: str = ''):
   full = 'full' in options(arg, ('full',), 'toy_chain')
   c = defaults()
-  c.experiment = 'toy_chain'
   c.dtype = 'float64'   # γ = 0.01 cancels two digits in w1·…·wL − 1, and loss_tol = 1e-12 is below float32
   if full:   # γ over ten decades in quarter-decades, L up to 6 (still minutes on a CPU)
     c.toy_chain.depths = (2, 3, 4, 5, 6)

@@ -15,18 +15,15 @@ from superconsistency.config import defaults
 
 
 def get_config():
-  c = defaults()
-  c.model.name = 'vit'
+  c = defaults(model='vit', data='tiny_imagenet', optimizer='adam')
   c.model.patch = 8                # 64×64 → 8×8 = 64 tokens
   c.model.heads = 4
   c.model.pool = 'cls'
   c.widths = (32, 64)
   c.depths = (2,)
   c.parameterizations = ('mup', 'sp')
-  c.optimizer.name = 'adam'
   c.sweep.lrs.mup = (1e-3, 1e-2, 3e-2)
   c.sweep.lrs.sp = (3e-4, 3e-3, 1e-2)
-  c.data.name = 'tiny_imagenet'
   c.data.offline = True
   c.data.batch_size = 64
   c.data.num_train = 4096

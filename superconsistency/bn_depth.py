@@ -7,12 +7,8 @@ sides of that claim. All are pure JAX and jittable; the per-layer results are di
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-
-from superconsistency import parameterization as pz
 
 
 def isometry_gap(h_BxN):
@@ -29,15 +25,14 @@ def isometry_gap(h_BxN):
   return jnp.where(sign > 0, -logdet / n, jnp.inf)
 
 
-def _weight_multipliers(model, params):
-  """Forward multiplier of each layer, as the models of models.py compute it (fan-in = product of all but the last
-  axis). A model whose layers use other fan-ins would need its own multipliers here."""
-  return {n: pz.forward_multiplier(model.param, model.kinds[n], math.prod(w.shape[:-1]), model.width)
-          for n, w in params.items()}
+def _weight_multipliers(model):
+  """{layer: the forward multiplier the model applies to it} (Model.layers)."""
+  return {name: l.multiplier for name, l in model.layers.items()}
 
 
 def layer_gradient_norms(model, params, x, y, loss_fn, gamma0=1.0, effective: bool = True):
-  """{layer: ‖∇_{W_ℓ} loss‖_F} on the batch (x, y).
+  """{layer: ‖∇_{W_ℓ} loss‖_F} on the batch (x, y); a stacked layer (Layer.stacked, e.g. bn_mlp's `hidden`) gives
+  the vector of its slices' norms, entry i for block i + 1.
 
   effective=True (the default, and what the tests use): the gradient with respect to the effective weight
   W_ℓ = multiplier × raw, i.e. the matrix the forward pass applies, as in [BN]'s ‖∇_{W_ℓ}‖; it does not depend on
@@ -45,25 +40,17 @@ def layer_gradient_norms(model, params, x, y, loss_fn, gamma0=1.0, effective: bo
   raw gradient divided by the multiplier. effective=False: the raw gradient, what the optimizer sees. γ0 is part of
   the readout's forward pass, not of its weight."""
   grads = jax.grad(lambda p: loss_fn(model.apply(p, x, gamma0), y))(params)
-  mults = _weight_multipliers(model, params) if effective else {n: 1.0 for n in params}
-  return {n: jnp.sqrt(jnp.sum(jnp.square(g))) / mults[n] for n, g in grads.items()}
+  mults = _weight_multipliers(model) if effective else {n: 1.0 for n in params}
+
+  def norm(name, g):
+    per_slice = tuple(range(1 if model.layers[name].stacked else 0, g.ndim))
+    return jnp.sqrt(jnp.sum(jnp.square(g), per_slice)) / mults[name]
+  return {n: norm(n, g) for n, g in grads.items()}
 
 
 def layer_isometry_gaps(model, params, x):
   """{block: isometry_gap} of the batch representation after each block: the activations the model reports that
-  are not a weight layer's output (bn_mlp's `block_001`…, after BN and activation; res_convnet's residual stream
+  are not a weight layer's output (bn_mlp's `block_001`…, after BN and activation; resnet's residual stream
   after each block)."""
   _, acts = model.apply(params, x, 1.0, with_activations=True)
   return {n: isometry_gap(a) for n, a in acts.items() if n not in model.kinds}
-
-
-def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> dict:
-  """experiment='bn_depth' (the runner's entry): [BN] at init across depth, in bn_experiment.py."""
-  from superconsistency import bn_experiment   # imports this module: import on use
-  return bn_experiment.run_experiment(cfg, workdir, overwrite=overwrite, progress=progress, plots=plots)
-
-
-def analyze(workdir) -> dict:
-  """Figures and numbers of a bn_depth workdir (bn_experiment.analyze)."""
-  from superconsistency import bn_experiment
-  return bn_experiment.analyze(workdir)

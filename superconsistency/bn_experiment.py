@@ -2,13 +2,14 @@
 
 The network is bn_mlp's (input layer D→N, depth × [linear N→N → BN → act(α_ℓ·x)], readout N→C, BN without mean
 subtraction unless bn_center, α_ℓ = ℓ^(−k)), in standard parameterization so every weight is its effective weight.
-bn_mlp unrolls a Python loop over layers, which XLA takes minutes to compile at depth 1000; here the hidden weights are
-one stacked (L, N, N) array and the blocks are a `lax.scan` (tested against bn_mlp with the same weights). The
-weights are bn_mlp's inits (Haar orthogonal, or N(0, 1/fan_in)), independent across depths and seeds, drawn in one
-program per init; one compiled program per depth then runs every lane (variant × seed) through `lax.map`.
+Like bn_mlp, the hidden weights are one stacked (L, N, N) array and the blocks (models.bn_block, bn_mlp's own) are a
+`lax.scan`; this scan also records Gram matrices and takes the activation as a traced number, so lanes of every
+variant share one program (tested against bn_mlp with the same weights). The weights are bn_mlp's inits (Haar
+orthogonal, or N(0, 1/fan_in)), independent across depths and seeds, drawn in one program per init; one compiled
+program per depth then runs every lane (variant × seed) through `lax.map`.
 
 Loss: cross-entropy (or MSE on one-hot targets, bn_depth.loss) of random labels over bn_depth.num_classes classes.
-Gradient: ‖∇_{W_1} loss‖_F of the first hidden weight (bn_mlp's `hidden_001`, as bn_depth.layer_gradient_norms
+Gradient: ‖∇_{W_1} loss‖_F of the first hidden weight (slice 0 of bn_mlp's `hidden`, as bn_depth.layer_gradient_norms
 defines W_1), natural log. Isometry gap φ (bn_depth.isometry_gap's definition) of the batch representation after the
 input layer (block 0) and after blocks ℓ (log-spaced and evenly spaced, `gap_layers`): the Gram matrices come out of
 the compiled program and φ is computed in numpy float64 from their eigenvalues (`isometry_gap_from_gram`), not with a
@@ -38,11 +39,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superconsistency import bn_depth
 from superconsistency import config as config_lib
 from superconsistency import models
 from superconsistency import results
-from superconsistency.analyze import linear_fit
+from superconsistency.layers import haar_orthogonal, normal
+from superconsistency.fits import linear_fit
 
 ACTIVATIONS = ('linear', 'tanh', 'sin')   # the index is the lane's traced activation id
 INPUTS = ('independent', 'degenerate')
@@ -54,6 +55,34 @@ OUTPUTS = ('bn_depth.csv', 'bn_isometry.csv', 'config.json', 'summary.json')
 REFERENCE = 'linear/orthogonal/independent/k=0'   # the theory's setting: bounded gradients, decaying gap
 
 
+def defaults():
+  """The bn_depth experiment's config: [BN]'s BN-MLP at init across depth (c.dtype applies)."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.experiment = 'bn_depth'
+  c.seed = 0                       # offset added to every seed
+  c.dtype = 'float64'              # tanh at k = 0 reaches ‖∇W1‖ ≈ e^90; Gram matrices near singular
+  c.bn_depth = dict(
+      depths=(5, 10, 20, 50, 100, 200, 500, 1000),   # BN blocks L of each network (one compiled program per depth)
+      width=32,                        # N, hidden width
+      batch_size=0,                    # n, samples in the batch; 0 = width (the theory's n = d)
+      input_dim=32,                    # D, features of the random input batch
+      num_classes=10,                  # C, readout width; labels are uniform random classes
+      loss='cross_entropy',            # 'cross_entropy' | 'mse' (one-hot targets)
+      seeds=(0, 1, 2, 3, 4),           # each seed: its own inputs, labels and weights (shared by all variants)
+      weight_inits=('orthogonal', 'gaussian'),   # linear-activation variants: weights ...
+      inputs=('independent', 'degenerate'),      # ... × inputs (Gaussian batch | rank-deficient batch)
+      degenerate_kind='repeated',      # 'repeated': degenerate_rank distinct samples tiled | 'low_rank': a subspace
+      degenerate_rank=16,              # rank of the degenerate batch (< batch size)
+      shaping_activations=('tanh', 'sin'),   # activation-shaping variants (orthogonal weights, independent inputs)
+      shaping_ks=(0.0, 0.4),           # α_ℓ = ℓ^(−k) for those; 0 = no shaping
+      bn_center=False,                 # subtract the batch mean in BN (the theory does not)
+      gap_layers_per_decade=8,         # isometry gap recorded at block 0 and log-spaced blocks up to max(depths) ...
+      gap_fit_blocks=20,               # ... and at this many evenly spaced blocks, which the exp(−ℓ/k) fit uses
+      lanes_per_batch=8)               # lanes (variant × seed) vmapped together; bounds memory at large depth
+  return c
+
+
 # ------------------------------------------------------------------------------------------------ the network
 
 def _draw(key, count, rows, cols, weight_init, dtype):
@@ -61,8 +90,8 @@ def _draw(key, count, rows, cols, weight_init, dtype):
   N(0, 1/rows) (standard parameterization's Gaussian init)."""
   keys = jax.random.split(key, count)
   if weight_init == 'orthogonal':
-    return jax.vmap(lambda k: models._haar_orthogonal(k, rows, cols, dtype))(keys)
-  return jax.vmap(lambda k: models._normal(k, (rows, cols), dtype))(keys) / math.sqrt(rows)
+    return jax.vmap(lambda k: haar_orthogonal(k, rows, cols, dtype))(keys)
+  return jax.vmap(lambda k: normal(k, (rows, cols), dtype))(keys) / math.sqrt(rows)
 
 
 def draw_networks(key, depths, in_dim, width, num_classes, weight_init, dtype):
@@ -78,9 +107,7 @@ def draw_networks(key, depths, in_dim, width, num_classes, weight_init, dtype):
 def effective_weights(model, params):
   """bn_mlp params → (w_in, w_hidden stacked, w_out): each weight times its forward multiplier, the matrix the
   forward pass applies (what bn_depth.layer_gradient_norms differentiates by default)."""
-  mults = bn_depth._weight_multipliers(model, params)
-  eff = {name: w * mults[name] for name, w in params.items()}
-  return (eff['input'], jnp.stack([eff[f'hidden_{l:03d}'] for l in range(1, model.depth + 1)]), eff['readout'])
+  return tuple(params[name] * model.layers[name].multiplier for name in ('input', 'hidden', 'readout'))
 
 
 def _activation(u, act_id):
@@ -89,7 +116,8 @@ def _activation(u, act_id):
 
 
 def forward(weights, x, act_id, shaping_k, bn_center=False, gram_slots=None):
-  """bn_mlp's forward pass as a scan over the stacked hidden weights. Returns (outputs, grams): grams[s] is the Gram
+  """bn_mlp's forward pass on effective weights, its blocks (models.bn_block) scanned over the stacked hidden
+  weights, with the activation ACTIVATIONS[act_id] chosen by a traced id. Returns (outputs, grams): grams[s] is the Gram
   matrix h·hᵀ of the representation at the block whose entry in gram_slots (one int per block 0..L, block 0 = the
   input layer's output) is s; blocks with slot R = len(grams) − 1 are not recorded (that last slot is scratch).
   gram_slots None: grams[0] is the last block's."""
@@ -106,7 +134,7 @@ def forward(weights, x, act_id, shaping_k, bn_center=False, gram_slots=None):
   def block(carry, layer):
     h, grams = carry
     w, gain, slot = layer
-    h = _activation(gain * models.batch_norm(h @ w, center=bn_center), act_id)
+    h = models.bn_block(h, w, 1.0, gain, lambda u: _activation(u, act_id), bn_center)
     return (h, record(grams, h, slot)), None
 
   (h, grams), _ = jax.lax.scan(block, (h, grams), (w_hidden, gains, slots[1:]))

@@ -73,8 +73,9 @@ DEPTH_SLOPE_COLUMNS = ('parameterization', 'optimizer', 'position', 'act_slope',
 def depth_positions(names, kinds) -> dict:
   """Layer names that play the same role at every depth: {'input', 'first_block', 'last_block', 'readout'}.
 
-  Blocks are the activations that are not a weight layer's output (residual-stream states of res_convnet/resnet,
-  block outputs of bn_mlp); a model without them (mlp) uses its first and last hidden layer."""
+  Blocks are the activations that are not a weight layer's output (the residual stream after each block of
+  resnet, vit and gpt2, the block outputs of bn_mlp: a scan's blocks are reported one name each, see layers.Model);
+  a model without them (mlp) uses its first and last hidden layer."""
   names = list(names)
   blocks = [n for n in names if n not in kinds] or [n for n in names if kinds.get(n) == 'hidden']
   out = {'input': names[0]}
@@ -87,7 +88,7 @@ def depth_positions(names, kinds) -> dict:
 def run_depth(cfg, data, param: pz.Parameterization, width: int, depths):
   """The coordinate check across depths at one width: returns (rows, slopes), slopes in log(Model.depth).
 
-  `depths` are what make_model takes (blocks per stage for res_convnet/resnet); the fit uses Model.depth, the L of
+  `depths` are what make_model takes (blocks per stage for resnet); the fit uses Model.depth, the L of
   the branch multiplier, and a constant factor between the two leaves a log-log slope unchanged. Layers are
   matched across depths by position (depth_positions). Depth-μP is right when the change of the residual stream
   and of the readout after a few steps does not depend on depth (slope ≈ 0); without branch scaling (mup) it

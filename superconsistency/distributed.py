@@ -117,16 +117,20 @@ def preempted(step_id: int, sigterm_received: bool) -> bool:
   return bool(sigterm_received)
 
 
-def on_writer(check) -> str:
-  """Runs `check()` on process 0 only (it reads or prepares the shared workdir) and returns, on every process,
-  the text of the ValueError it raised there ('' if none), so that no process is left waiting at a barrier."""
+def on_writer(check):
+  """Runs `check()` on process 0 only (it reads or prepares the shared workdir) and returns, on every process, the
+  ValueError it raised there as {'type', 'field', 'message'} (None if none), so that no process is left waiting at
+  a barrier and every process can raise the same typed error (runner.raise_writer_error)."""
+  import json
   text = ''
   if is_writer():
     try:
       check()
     except ValueError as e:
-      text = getattr(e, 'field', '') + '\0' + str(e)
-  return agree_with_writer(text)
+      text = json.dumps(dict(type=type(e).__name__, field=getattr(e, 'field', ''),
+                             message=getattr(e, 'message', str(e))))
+  text = agree_with_writer(text)
+  return json.loads(text) if text else None
 
 
 def agree_with_writer(value):

@@ -3,6 +3,7 @@
     python -m superconsistency.gallery                       # all of them, into results/ (replacing what is there)
     python -m superconsistency.gallery --only=figure1,toy_chain
     python -m superconsistency.gallery --dry_run             # print the commands
+    python -m superconsistency.gallery --help
 
 Each experiment runs in its own process through the ordinary CLI (a float64 experiment switches JAX's x64 mode for
 its whole process), so a gallery entry is exactly the command a user would type. `python -m
@@ -10,13 +11,11 @@ superconsistency.analyze` alone redraws every figure from the committed files wi
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
-
-from absl import app
-from absl import flags
 
 # (workdir name under results/, config spec, experiment number in results/README.md)
 ENTRIES = (
@@ -35,9 +34,15 @@ ENTRIES = (
     ('gpt2_transfer', 'configs/gpt2_transfer.py', 9),
 )
 
-_ONLY = flags.DEFINE_list('only', [], 'Workdir names to (re)run; default all: ' + ', '.join(e[0] for e in ENTRIES))
-_RESULTS = flags.DEFINE_string('results', 'results', 'Directory that holds one workdir per entry.')
-_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the commands and run nothing.')
+
+def _parser():
+  p = argparse.ArgumentParser(prog='python -m superconsistency.gallery',
+                              description='Rerun the results gallery: train every entry, then analyze it.')
+  p.add_argument('--only', default=[], type=lambda s: [n for n in s.split(',') if n],
+                 help='comma-separated workdir names to (re)run; default all: ' + ', '.join(e[0] for e in ENTRIES))
+  p.add_argument('--results', default='results', help='directory that holds one workdir per entry')
+  p.add_argument('--dry_run', action='store_true', help='print the commands and run nothing')
+  return p
 
 
 def commands(names, results_dir):
@@ -56,16 +61,16 @@ def commands(names, results_dir):
   return out
 
 
-def main(argv):
-  del argv
+def main(argv=None) -> int:
+  args = _parser().parse_args(argv)
   try:
-    todo = commands(_ONLY.value, _RESULTS.value)
+    todo = commands(args.only, args.results)
   except ValueError as e:
     print(f'error: --only: {e}', file=sys.stderr)
     return 2
   start = time.time()
   for name, train_cmd, analyze_cmd in todo:
-    if _DRY_RUN.value:
+    if args.dry_run:
       print('python ' + ' '.join(train_cmd[1:]) + '\npython ' + ' '.join(analyze_cmd[1:]))
       continue
     t0 = time.time()
@@ -74,10 +79,10 @@ def main(argv):
         print(f'error: gallery entry {name} failed: {" ".join(cmd[1:])}', file=sys.stderr)
         return 1
     print(f'gallery: {name} done in {time.time() - t0:.0f} s', flush=True)
-  if not _DRY_RUN.value:
+  if not args.dry_run:
     print(f'gallery: {len(todo)} entries in {time.time() - start:.0f} s')
   return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  sys.exit(main())

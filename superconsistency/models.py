@@ -1,9 +1,11 @@
-"""Pure models in multiplier form: `init(key) -> params`, `apply(params, x, gamma0) -> outputs`.
+"""Pure models in multiplier form: `init(key) -> params`, `apply(params, x, gamma0) -> outputs`, and the registry
+of architectures that `make_model` builds from a config's `model` block.
 
 Plain JAX rather than Flax modules, because the parameterization decides a constant per layer (init scale, forward
 multiplier, learning-rate multiplier) and these constants are easiest to audit when every layer is one line that
-names its kind. Params are a flat dict `{layer_name: weight}`; `Model.kinds` maps the same names to layer kinds.
-No biases: the papers' μP derivations and coordinate checks are for bias-free layers.
+names its kind. Params are a flat dict `{name: weight}`; `Model.layers` describes each (layers.py).
+No biases: the papers' μP derivations and coordinate checks are for bias-free layers. The blocks of a resnet stage
+and of bn_mlp are stacked and run with lax.scan; mlp and simple_convnet are written out layer by layer.
 
 The parameterization is bound when the model is built (`make_model(..., param)`), so it is static for jit; γ0 is an
 argument of `apply` and may be traced.
@@ -15,8 +17,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from superconsistency import parameterization as pz
+from superconsistency import transformers
+# Re-exported: models.Layer, models.Model, models.init_layers, ... are the model API in one place.
+from superconsistency.layers import (Layer, Model, batch_norm, haar_orthogonal, init_layers,  # noqa: F401
+                                     layer, layer_norm)
 
 ACTIVATIONS = {
     'relu': jax.nn.relu,
@@ -25,49 +32,22 @@ ACTIVATIONS = {
     'linear': lambda x: x,
     'sin': jnp.sin,
 }
-ARCHITECTURES = ('mlp', 'simple_convnet', 'res_convnet', 'resnet', 'bn_mlp', 'vit', 'gpt2')
 NORMS = ('none', 'batch', 'layer')
 STEMS = ('auto', 'cifar', 'imagenet')
 WEIGHT_INITS = ('orthogonal', 'gaussian')
 
 
-class Model(NamedTuple):
-  """A model bound to one width, depth and parameterization. All fields are static."""
-  init: Callable      # key -> params
-  apply: Callable     # (params, x, gamma0, with_activations=False) -> out  |  (out, {layer: activation})
-  kinds: dict         # layer name -> layer kind (parameterization.LAYER_KINDS)
-  width: int
-  depth: int          # the value that the depth-dependent rules use: residual blocks for res_convnet/resnet,
-                      # BN blocks for bn_mlp
-  param: pz.Parameterization
+def _activation(name):
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {name!r}; allowed: {", ".join(ACTIVATIONS)}')
+  return ACTIVATIONS[name]
 
 
-def _fan_in(shape):
-  return math.prod(shape[:-1])
-
-
-def _init_layers(key, shapes, kinds, param, dtype):
-  """Layer i draws jax.random.normal(split(key)[i], shape), computed as one flat draw per distinct size, vmapped
-  over those layers' keys: the same numbers (threefry counts in row-major order), but XLA on CPU compiles a
-  rank-4 draw in about 2 s, and a draw per layer of a deep net adds up."""
-  keys = jax.random.split(key, len(shapes))
-  by_size = {}
-  for i, shape in enumerate(shapes.values()):
-    by_size.setdefault(math.prod(shape), []).append(i)
-  flat = {}
-  for size, idx in by_size.items():
-    draws = jax.vmap(lambda k: jax.random.normal(k, (size,), dtype))(keys[jnp.asarray(idx)])
-    flat.update({i: draws[j] for j, i in enumerate(idx)})
-  params = {}
-  for i, (name, shape) in enumerate(shapes.items()):
-    std = pz.init_std(param, kinds[name], _fan_in(shape))
-    params[name] = std * flat[i].reshape(shape)
-  return params
-
-
-def _normal(key, shape, dtype):
-  """jax.random.normal(key, shape), drawn flat and reshaped: the same numbers, compiled faster (_init_layers)."""
-  return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+def _refuse_depth_scaling(model_name, param):
+  """A model without residual branches has nothing for β·L^(−α) to scale."""
+  if getattr(param, 'depth_scaled', param.name == 'depth_mup'):
+    raise ValueError(f'{param.name} scales residual branches with depth; {model_name} has no residual branches '
+                     '(use mup)')
 
 
 def _dense(w, x, mult):
@@ -97,31 +77,29 @@ def _max_pool(x, size):
 
 def mlp(in_dim: int, num_classes: int, width: int, depth: int, activation: str,
         param: pz.Parameterization, dtype=jnp.float32) -> Model:
-  """MLP with `depth` weight layers: D→N, (depth−2)×(N→N), N→C. [G] uses depth = L = 3."""
+  """MLP with `depth` weight layers: D→N, (depth−2)×(N→N), N→C. [G] uses depth = L = 3. Its layers stay one
+  parameter each (`layer_00`…): the gallery's MLP runs depend on their names, draws and operations."""
   if depth < 2:
     raise ValueError(f'mlp depth must be >= 2 weight layers, got {depth}')
-  act = ACTIVATIONS[activation]
-  shapes = {'layer_00': (in_dim, width)}
-  kinds = {'layer_00': 'input'}
+  _refuse_depth_scaling('mlp', param)
+  act = _activation(activation)
+  layers = {'layer_00': layer(param, width, 'input', (in_dim, width))}
   for i in range(1, depth - 1):
-    shapes[f'layer_{i:02d}'] = (width, width)
-    kinds[f'layer_{i:02d}'] = 'hidden'
-  shapes[f'layer_{depth - 1:02d}'] = (width, num_classes)
-  kinds[f'layer_{depth - 1:02d}'] = 'readout'
-  mults = {n: pz.forward_multiplier(param, kinds[n], _fan_in(s), width) for n, s in shapes.items()}
+    layers[f'layer_{i:02d}'] = layer(param, width, 'hidden', (width, width))
+  layers[f'layer_{depth - 1:02d}'] = layer(param, width, 'readout', (width, num_classes))
 
   def apply(params, x_BxD, gamma0=1.0, with_activations=False):
     acts = {}
     h = x_BxD.reshape(x_BxD.shape[0], -1)
-    for name in shapes:
-      z = _dense(params[name], h, mults[name])
-      if kinds[name] == 'readout':
+    for name, l in layers.items():
+      z = _dense(params[name], h, l.multiplier)
+      if l.kind == 'readout':
         z = z / gamma0
       acts[name] = z
-      h = act(z) if kinds[name] != 'readout' else z
+      h = act(z) if l.kind != 'readout' else z
     return (h, acts) if with_activations else h
 
-  return Model(lambda key: _init_layers(key, shapes, kinds, param, dtype), apply, kinds, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)
 
 
 def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Parameterization,
@@ -134,10 +112,12 @@ def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Paramete
   spatial = out_hw[0] * out_hw[1]
   if spatial < 1:
     raise ValueError(f'image shape {image_shape} is too small for simple_convnet')
-  act = ACTIVATIONS[activation]
-  shapes = {'conv_0': (3, 3, c, width), 'conv_1': (3, 3, width, width), 'readout': (width * spatial, num_classes)}
-  kinds = {'conv_0': 'input', 'conv_1': 'hidden', 'readout': 'readout'}
-  mults = {n: pz.forward_multiplier(param, kinds[n], _fan_in(s), width) for n, s in shapes.items()}
+  _refuse_depth_scaling('simple_convnet', param)
+  act = _activation(activation)
+  layers = {'conv_0': layer(param, width, 'input', (3, 3, c, width)),
+            'conv_1': layer(param, width, 'hidden', (3, 3, width, width)),
+            'readout': layer(param, width, 'readout', (width * spatial, num_classes))}
+  mults = {n: l.multiplier for n, l in layers.items()}
 
   def apply(params, x_BxHxWxC, gamma0=1.0, with_activations=False):
     acts = {}
@@ -151,46 +131,29 @@ def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Paramete
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: _init_layers(key, shapes, kinds, param, dtype), apply, kinds, width, 1, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 1, param)
 
 
-def batch_norm(x, center: bool = True, eps: float = 1e-5):
-  """Normalizes each feature (the last axis) over the batch and any spatial axes, with the statistics of the batch
-  it is given: train mode, no running averages, so the model stays a pure function of (params, x). Each example's
-  output therefore depends on the rest of the batch. center=False divides by the feature's RMS over the batch
-  without subtracting the mean, as [BN]'s BN(X) = diag(XXᵀ)^(-1/2)·X (up to the factor √batch that keeps entries
-  O(1)). No affine gain or shift: see res_convnet."""
-  axes = tuple(range(x.ndim - 1))
-  if center:
-    x = x - x.mean(axes, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + eps)
+NORM_FNS = {'none': lambda x: x, 'batch': batch_norm, 'layer': lambda x: layer_norm(x, tuple(range(1, x.ndim)))}
 
 
-def layer_norm(x, eps: float = 1e-5):
-  """Normalizes each example over all its hidden units, as Ba et al. define LayerNorm: every position and channel
-  of a conv feature map (GroupNorm with one group), the features of an MLP. Independent of the rest of the batch.
-  No affine gain or shift. (Per-position channel statistics, as ConvNeXt uses, gave larger finite-width drifts in
-  the μP coordinate check at the small widths the tests can afford.)"""
-  axes = tuple(range(1, x.ndim))
-  x = x - x.mean(axes, keepdims=True)
-  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axes, keepdims=True) + eps)
-
-
-NORM_FNS = {'none': lambda x: x, 'batch': batch_norm, 'layer': layer_norm}
-
-
-def res_convnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, layers_per_block: int,
-                param: pz.Parameterization, dtype=jnp.float32, activation: str = 'relu', norm: str = 'none',
-                stem: str = 'auto') -> Model:
+def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, param: pz.Parameterization,
+           dtype=jnp.float32, *, activation: str = 'relu', layers_per_block: int = 1, norm: str = 'none',
+           stem: str = 'auto') -> Model:
   """Residual ConvNet of [SC]: stem, three stages of widths (1, 2, 4)·width, each `blocks_per_stage` blocks
   x + β·L^(−α)·F(x) with F = layers_per_block × [norm → act → conv3×3] (pre-activation); a stride-2 conv between
   stages; global average pool; readout. L = 3·blocks_per_stage residual blocks set the branch multiplier
   (Model.depth).
 
-  norm: 'none' (the [SC] network), 'batch' or 'layer'. It precedes every activation, so the stride-2 convs and the
-  pooled features also see normalized inputs. BatchNorm uses the statistics of the batch it is given (train mode,
-  no running statistics; see batch_norm). Norms carry no learnable gain or shift: the layer kinds (input, hidden,
-  branch, readout) and their μP rules cover weight matrices only, and a gain would need a width rule of its own.
+  Parameters: `stem`, `stage{s}_convs` (the branch convs of stage s stacked, blocks_per_stage·layers_per_block
+  slices, block-major: slice b·k + l is conv l of block b), `down_1`, `down_2`, `readout`. Each stage runs its
+  blocks with lax.scan. Activations: `stem`, the residual stream after each block `stage{s}_block{b:02d}`,
+  `down_{s}`, `readout`.
+  norm: 'none' (the [SC] network), 'batch' or 'layer' (over every position and channel of an example). It precedes
+  every activation, so the stride-2 convs and the pooled features also see normalized inputs. BatchNorm uses the
+  statistics of the batch it is given (train mode, no running statistics). Norms carry no learnable gain or shift:
+  the layer kinds (input, hidden, branch, readout) and their μP rules cover weight matrices only, and a gain would
+  need a width rule of its own.
   stem: 'cifar' is a 3×3 stride-1 conv; 'imagenet' a 3×3 stride-2 conv followed by 2×2 max-pool (a quarter of the
   resolution before the first stage); 'auto' picks 'imagenet' when the smaller image side is >= 64. The pool sits
   before the first activation; for ReLU the two commute.
@@ -200,27 +163,35 @@ def res_convnet(image_shape, num_classes: int, width: int, blocks_per_stage: int
     raise ValueError(f'unknown norm {norm!r}; allowed: {", ".join(NORMS)}')
   if stem not in STEMS:
     raise ValueError(f'unknown stem {stem!r}; allowed: {", ".join(STEMS)}')
+  if blocks_per_stage < 1 or layers_per_block < 1:
+    raise ValueError(f'resnet needs >= 1 block per stage and >= 1 layer per block, got {blocks_per_stage} and '
+                     f'{layers_per_block}')
   if stem == 'auto':
     stem = 'imagenet' if min(h, w) >= 64 else 'cifar'
   if min(h, w) < (4 if stem == 'cifar' else 8):
-    raise ValueError(f'image shape {image_shape} is too small for res_convnet with the {stem} stem')
-  act, normalize = ACTIVATIONS[activation], NORM_FNS[norm]
+    raise ValueError(f'image shape {image_shape} is too small for resnet with the {stem} stem')
+  act, normalize = _activation(activation), NORM_FNS[norm]
   pre = lambda z: act(normalize(z))
-  num_blocks = 3 * blocks_per_stage
-  shapes, kinds = {'stem': (3, 3, c, width)}, {'stem': 'input'}
+  blocks, k = blocks_per_stage, layers_per_block
   chans = [width, 2 * width, 4 * width]
+  layers = {'stem': layer(param, width, 'input', (3, 3, c, width))}
   for s, ch in enumerate(chans):
     if s > 0:
-      shapes[f'down_{s}'] = (3, 3, chans[s - 1], ch)
-      kinds[f'down_{s}'] = 'hidden'
-    for b in range(blocks_per_stage):
-      for l in range(layers_per_block):
-        shapes[f'stage{s}_block{b:02d}_conv{l}'] = (3, 3, ch, ch)
-        kinds[f'stage{s}_block{b:02d}_conv{l}'] = 'branch'
-  shapes['readout'] = (chans[-1], num_classes)
-  kinds['readout'] = 'readout'
-  mults = {n: pz.forward_multiplier(param, kinds[n], _fan_in(s), width) for n, s in shapes.items()}
-  branch = pz.branch_multiplier(param, num_blocks)
+      layers[f'down_{s}'] = layer(param, width, 'hidden', (3, 3, chans[s - 1], ch))
+    layers[f'stage{s}_convs'] = layer(param, width, 'branch', (blocks * k, 3, 3, ch, ch), stacked=blocks * k)
+  layers['readout'] = layer(param, width, 'readout', (chans[-1], num_classes))
+  mults = {n: l.multiplier for n, l in layers.items()}
+  branch = pz.branch_multiplier(param, 3 * blocks)
+
+  def stage(s, z, convs, with_activations):
+    """The blocks of stage s, scanned over their convs (blocks, k, 3, 3, ch, ch)."""
+    def block(z, convs_k):
+      f = z
+      for l in range(k):
+        f = _conv(convs_k[l], pre(f), mults[f'stage{s}_convs'], 1)
+      z = z + branch * f
+      return z, (z if with_activations else None)
+    return jax.lax.scan(block, z, convs.reshape(blocks, k, *convs.shape[1:]))
 
   def apply(params, x, gamma0=1.0, with_activations=False):
     acts = {}
@@ -233,46 +204,30 @@ def res_convnet(image_shape, num_classes: int, width: int, blocks_per_stage: int
       if s > 0:
         z = _conv(params[f'down_{s}'], pre(z), mults[f'down_{s}'], 2)
         acts[f'down_{s}'] = z
-      for b in range(blocks_per_stage):
-        f = z
-        for l in range(layers_per_block):
-          name = f'stage{s}_block{b:02d}_conv{l}'
-          f = _conv(params[name], pre(f), mults[name], 1)
-        z = z + branch * f
-        acts[f'stage{s}_block{b:02d}'] = z
+      z, per_block = stage(s, z, params[f'stage{s}_convs'], with_activations)
+      if with_activations:
+        acts.update({f'stage{s}_block{b:02d}': per_block[b] for b in range(blocks)})
     pooled = pre(z).mean(axis=(1, 2))
     out = _dense(params['readout'], pooled, mults['readout']) / gamma0
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: _init_layers(key, shapes, kinds, param, dtype), apply, kinds, width, num_blocks, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 3 * blocks, param)
 
 
-def _haar_orthogonal(key, rows: int, cols: int, dtype):
-  """A Haar-distributed (semi-)orthogonal rows×cols matrix: orthonormal columns if rows >= cols, else rows.
-
-  Gram-Schmidt (each column orthogonalized twice) of a Gaussian matrix: the Q of its QR with R's diagonal positive,
-  which is Haar. Plain XLA ops rather than `jnp.linalg.qr`: on CPU, jaxlib 0.10's batched LAPACK QR (init is
-  vmapped over lanes) can deadlock XLA's thread pool, as the batched eigh did (see spectra.small_eigh)."""
-  n, k = max(rows, cols), min(rows, cols)
-  a = _normal(key, (n, k), dtype)
-
-  def column(j, q):
-    v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
-    earlier = (jnp.arange(k) < j).astype(dtype)
-    for _ in range(2):
-      v = v - q @ (earlier * (q.T @ v))
-    return q.at[:, j].set(v / jnp.sqrt(jnp.sum(v * v)))
-
-  q = jax.lax.fori_loop(0, k, column, jnp.zeros((n, k), dtype))
-  return q if rows >= cols else q.T
+def bn_block(h, w, multiplier, gain, act, center):
+  """One block of [BN]'s network: act(gain · BN(multiplier · h @ w)), BN = batch_norm(·, center). bn_mlp scans it
+  over its stacked hidden weights; bn_experiment over effective weights (multiplier 1) with a traced activation."""
+  return act(gain * batch_norm(_dense(w, h, multiplier), center=center))
 
 
 def bn_mlp(in_dim: int, num_classes: int, width: int, depth: int, param: pz.Parameterization, dtype=jnp.float32,
-           *, activation: str = 'linear', weight_init: str = 'orthogonal', bn_center: bool = False,
+           *, activation: str = 'relu', weight_init: str = 'orthogonal', bn_center: bool = False,
            shaping_k: float = 0.0) -> Model:
-  """The batch-normalized MLP of [BN]: input layer D→N, then `depth` × [linear N→N → BN → act(α_ℓ·x)], then the
-  readout N→C. Model.depth = depth (BN blocks); the network has no residual branches, so depth_mup is refused.
+  """The batch-normalized MLP of [BN]: input layer D→N, then `depth` × [linear N→N → BN → act(α_ℓ·x)] (bn_block),
+  then the readout N→C. Model.depth = depth (BN blocks); the network has no residual branches, so a depth-scaled
+  parameterization is refused. Parameters `input`, `hidden` (the depth hidden weights stacked; the blocks run with
+  lax.scan) and `readout`.
 
   BN (batch_norm) divides each feature by its RMS over the batch (bn_center=False, [BN]'s theory) or standardizes
   it (bn_center=True), with the batch's own statistics and no gain. α_ℓ = ℓ^(−k), k = shaping_k, is [BN]'s
@@ -282,86 +237,135 @@ def bn_mlp(in_dim: int, num_classes: int, width: int, depth: int, param: pz.Para
   semi-orthogonal (orthonormal rows or columns, whichever is fewer) for the input layer and the readout, in every
   parameterization. The one exception is the μP readout, whose effective weight keeps μP's extra 1/√N (it is
   semi-orthogonal/√N): the mean-field output must vanish at init. 'gaussian': the parameterization's usual init.
-  Activations: `input`, `hidden_001`…, each block's output `block_001`… (after BN and activation, the batch
-  representation [BN]'s isometry gap is measured on; absent from `kinds`, like res_convnet's block outputs), and
-  `readout`.
+  Activations: `input`, each block's output `block_001`… (after BN and activation, the batch representation [BN]'s
+  isometry gap is measured on; not a parameter name, like resnet's block outputs), and `readout`.
   """
   if depth < 1:
     raise ValueError(f'bn_mlp depth counts BN blocks and must be >= 1, got {depth}')
   if weight_init not in WEIGHT_INITS:
     raise ValueError(f'unknown weight_init {weight_init!r}; allowed: {", ".join(WEIGHT_INITS)}')
-  if param.name == 'depth_mup':
-    raise ValueError('depth_mup needs residual branches; bn_mlp has none (use mup)')
-  act = ACTIVATIONS[activation]
-  shapes, kinds = {'input': (in_dim, width)}, {'input': 'input'}
-  for l in range(1, depth + 1):
-    shapes[f'hidden_{l:03d}'] = (width, width)
-    kinds[f'hidden_{l:03d}'] = 'hidden'
-  shapes['readout'] = (width, num_classes)
-  kinds['readout'] = 'readout'
-  mults = {n: pz.forward_multiplier(param, kinds[n], _fan_in(s), width) for n, s in shapes.items()}
-  gains = [float(l) ** (-shaping_k) for l in range(1, depth + 1)]
+  _refuse_depth_scaling('bn_mlp', param)
+  act = _activation(activation)
+  layers = {'input': layer(param, width, 'input', (in_dim, width)),
+            'hidden': layer(param, width, 'hidden', (depth, width, width), stacked=depth),
+            'readout': layer(param, width, 'readout', (width, num_classes))}
+  mults = {n: l.multiplier for n, l in layers.items()}
+  gains = np.arange(1, depth + 1, dtype=np.float64) ** (-shaping_k)
 
   def init(key):
     if weight_init == 'gaussian':
-      return _init_layers(key, shapes, kinds, param, dtype)
-    keys = jax.random.split(key, len(shapes))
-    hidden = jax.vmap(lambda k: _haar_orthogonal(k, width, width, dtype))(keys[1:-1])   # one batched QR
-    raw = {'input': _haar_orthogonal(keys[0], in_dim, width, dtype),
-           **{f'hidden_{l:03d}': hidden[l - 1] for l in range(1, depth + 1)},
-           'readout': _haar_orthogonal(keys[-1], width, num_classes, dtype)}
+      return init_layers(key, layers, param, dtype)
+    keys = jax.random.split(key, depth + 2)   # input, each hidden weight, readout
+    raw = {'input': haar_orthogonal(keys[0], in_dim, width, dtype),
+           'hidden': jax.vmap(lambda k: haar_orthogonal(k, width, width, dtype))(keys[1:-1]),   # one batched QR
+           'readout': haar_orthogonal(keys[-1], width, num_classes, dtype)}
     readout_target = 1.0 / math.sqrt(width) if param.mean_field else 1.0
-    return {name: raw[name] * ((readout_target if name == 'readout' else 1.0) / mults[name]) for name in shapes}
+    return {name: raw[name] * ((readout_target if name == 'readout' else 1.0) / mults[name]) for name in layers}
 
   def apply(params, x, gamma0=1.0, with_activations=False):
-    acts = {}
     h = _dense(params['input'], x.reshape(x.shape[0], -1), mults['input'])
-    acts['input'] = h
-    for l in range(1, depth + 1):
-      name = f'hidden_{l:03d}'
-      z = _dense(params[name], h, mults[name])
-      acts[name] = z
-      h = act(gains[l - 1] * batch_norm(z, center=bn_center))
-      acts[f'block_{l:03d}'] = h
+    acts = {'input': h}
+
+    def block(h, w_and_gain):
+      w, gain = w_and_gain
+      h = bn_block(h, w, mults['hidden'], gain, act, bn_center)
+      return h, (h if with_activations else None)
+
+    h, per_block = jax.lax.scan(block, h, (params['hidden'], jnp.asarray(gains, h.dtype)))
+    if with_activations:
+      acts.update({f'block_{l:03d}': per_block[l - 1] for l in range(1, depth + 1)})
     out = _dense(params['readout'], h, mults['readout']) / gamma0
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(init, apply, kinds, width, depth, param)
+  return Model(init, apply, layers, width, depth, param)
+
+
+# ------------------------------------------------------------------------------------------------ the registry
+# Each architecture: a function (data_spec, width, depth, param, dtype, **options) -> Model, and its options with
+# their defaults: the fields of a config's `model` block besides `name` (config.defaults builds that block from
+# model_options). make_model passes every option; the builders' own keyword defaults (equal, tested) serve
+# direct calls.
+
+def _mlp_from_spec(spec, width, depth, param, dtype, *, activation):
+  return mlp(math.prod(spec.input_shape), spec.num_classes, width, depth, activation, param, dtype)
+
+
+def _simple_convnet_from_spec(spec, width, depth, param, dtype, *, activation):   # one fixed depth
+  return simple_convnet(spec.input_shape, spec.num_classes, width, param, dtype, activation)
+
+
+def _resnet_from_spec(spec, width, depth, param, dtype, **options):   # depth = blocks per stage
+  return resnet(spec.input_shape, spec.num_classes, width, depth, param, dtype, **options)
+
+
+def _bn_mlp_from_spec(spec, width, depth, param, dtype, **options):   # depth = BN blocks
+  return bn_mlp(math.prod(spec.input_shape), spec.num_classes, width, depth, param, dtype, **options)
+
+
+def _vit_from_spec(spec, width, depth, param, dtype, **options):   # depth = transformer blocks
+  return transformers.vit(spec.input_shape, spec.num_classes, width, depth, param, dtype, **options)
+
+
+def _gpt2_from_spec(spec, width, depth, param, dtype, **options):   # input_shape = (seq_len,), classes = vocabulary
+  return transformers.gpt2(spec.num_classes, spec.input_shape[0], width, depth, param, dtype, **options)
+
+
+class Builder(NamedTuple):
+  build: Callable       # (data_spec, width, depth, param, dtype, **options) -> Model
+  options: dict         # option -> default: the fields of config.model besides `name`
+  inputs: str           # what data it takes: 'any' (flattened), 'images' (B, H, W, C) or 'tokens' (B, T) ids
+  takes_depth: bool = True   # False: one fixed depth; a sweep runs it once, as depth 1, whatever config.depths says
+
+
+_BUILDERS = {
+    'mlp': Builder(_mlp_from_spec, dict(activation='relu'), 'any'),
+    'simple_convnet': Builder(_simple_convnet_from_spec, dict(activation='relu'), 'images', takes_depth=False),
+    'resnet': Builder(_resnet_from_spec, dict(activation='relu', layers_per_block=1, norm='none', stem='auto'),
+                      'images'),
+    'bn_mlp': Builder(_bn_mlp_from_spec, dict(activation='relu', weight_init='orthogonal', bn_center=False,
+                                              shaping_k=0.0), 'any'),
+    'vit': Builder(_vit_from_spec, dict(patch=4, heads=4, mlp_ratio=4, pool='cls'), 'images'),
+    'gpt2': Builder(_gpt2_from_spec, dict(heads=4, mlp_ratio=4, positions='learned', tied=False), 'tokens'),
+}
+ARCHITECTURES = tuple(_BUILDERS)
+
+
+def _builder(name) -> Builder:
+  if name not in _BUILDERS:
+    raise ValueError(f'model.name: unknown model {name!r}; allowed: {", ".join(ARCHITECTURES)}')
+  return _BUILDERS[name]
+
+
+def model_options(name: str) -> dict:
+  """The options of architecture `name` (the fields of config.model besides `name`), with their defaults."""
+  return dict(_builder(name).options)
+
+
+def depths_of(name: str, depths) -> tuple:
+  """The depths a sweep builds architecture `name` at: the configured ones, or (1,) for a fixed-depth model."""
+  return tuple(depths) if _builder(name).takes_depth else (1,)
+
+
+def model_inputs(name: str) -> str:
+  """What data architecture `name` takes: 'any', 'images' or 'tokens' (config validation checks the data set)."""
+  return _builder(name).inputs
 
 
 def make_model(model_cfg, data_spec, width: int, depth: int, param: pz.Parameterization, dtype) -> Model:
-  """Builds the configured architecture at one width and depth. `data_spec` gives input shape and classes."""
-  name = model_cfg.name
-  if name == 'mlp':
-    x_dim = 1
-    for s in data_spec.input_shape:
-      x_dim *= s
-    return mlp(x_dim, data_spec.num_classes, width, depth, model_cfg.activation, param, dtype)
-  if name == 'simple_convnet':
-    return simple_convnet(data_spec.input_shape, data_spec.num_classes, width, param, dtype, model_cfg.activation)
-  if name == 'res_convnet':
-    return res_convnet(data_spec.input_shape, data_spec.num_classes, width, depth, model_cfg.layers_per_block,
-                       param, dtype, model_cfg.activation)
-  if name == 'resnet':   # res_convnet with a norm and a stem for the image size; depth = blocks per stage
-    return res_convnet(data_spec.input_shape, data_spec.num_classes, width, depth, model_cfg.layers_per_block,
-                       param, dtype, model_cfg.activation, norm=model_cfg.get('norm', 'none'),
-                       stem=model_cfg.get('stem', 'auto'))
-  if name == 'bn_mlp':   # depth = number of [linear → BN → act] blocks
-    return bn_mlp(math.prod(data_spec.input_shape), data_spec.num_classes, width, depth, param, dtype,
-                  activation=model_cfg.activation, weight_init=model_cfg.get('weight_init', 'orthogonal'),
-                  bn_center=model_cfg.get('bn_center', False), shaping_k=model_cfg.get('shaping_k', 0.0))
-  if name in ('vit', 'gpt2'):
-    from superconsistency import transformers   # it builds on this module's Model
-    if name == 'vit':
-      return transformers.vit(data_spec.input_shape, data_spec.num_classes, width, depth, param, dtype,
-                              patch=model_cfg.get('patch', 4), heads=model_cfg.get('heads', 4),
-                              mlp_ratio=model_cfg.get('mlp_ratio', 4), pool=model_cfg.get('pool', 'cls'))
-    return transformers.gpt2(data_spec.num_classes, data_spec.input_shape[0], width, depth, param, dtype,
-                             heads=model_cfg.get('heads', 4), mlp_ratio=model_cfg.get('mlp_ratio', 4),
-                             positions=model_cfg.get('positions', 'learned'), tied=model_cfg.get('tied', False))
-  raise ValueError(f'unknown model {name!r}; allowed: {", ".join(ARCHITECTURES)}')
+  """Builds `model_cfg['name']` at one width and depth. model_cfg: a mapping with `name` and any of that model's
+  options (model_options; absent ones take their defaults). A field the model does not read is a ValueError that
+  names it. `data_spec` gives the input shape and the number of classes."""
+  name = model_cfg['name']
+  build, options = _builder(name)[:2]
+  given = {key: model_cfg[key] for key in model_cfg.keys() if key != 'name'}
+  for key in given:
+    if key not in options:
+      raise ValueError(f'model.{key}: not an option of model {name!r}; its options: {", ".join(options)}')
+  return build(data_spec, width, depth, param, dtype, **{**options, **given})
 
+
+# ------------------------------------------------------------------------------------------------ losses
 
 def cross_entropy(logits_BxC, labels_B):
   """Mean over every leading position: (B, C) with labels (B,), or a language model's (B, T, V) with (B, T)."""

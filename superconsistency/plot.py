@@ -2,9 +2,11 @@
 
 sharpness.png    per parameterization: (η/η0)·λ_max over training, one curve per width, with the 2/η0 line
                  (the edge of stability in η0 units), and the train loss below; at one learning rate per panel
-spectra.png      when measured: learning-rate-weighted and raw NTK top eigenvalue, Gauss-Newton share of λ_max,
-                 top eigenvalue of R = H − G, Adam's preconditioned sharpness, feature movement
-density.png      when measured: SLQ spectral density of the Hessian at the measured steps
+spectra.png      the panels that measurements.py declares, for the columns metrics.csv has: feature movement,
+                 Adam's preconditioned sharpness, Gauss-Newton share of λ_max, top eigenvalue of R = H − G, raw and
+                 learning-rate-weighted NTK top eigenvalue
+density.png      when measured: SLQ spectral density of the Hessian at the measured steps (the `density`
+                 measurement's own file)
 transfer.png     final loss against base learning rate, one curve per width (learning-rate transfer)
 coord_check.png  RMS of each layer's change after a few steps against width, log-log
 """
@@ -22,6 +24,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from superconsistency import best_rate  # noqa: E402
+from superconsistency import measurements  # noqa: E402
 from superconsistency import results  # noqa: E402
 
 
@@ -35,13 +39,14 @@ def same_lr(a, b):
 
 
 def trajectory_lr(cfg, summary, p):
-  """The configured trajectory rate (nearest grid value), else the best rate at the smallest width."""
+  """The configured trajectory rate (nearest grid value), else the best grid rate at the smallest width."""
   grid = sorted(cfg['sweep']['lrs'][p])
   wanted = cfg['plot']['trajectory_lrs'].get(p, 0.0)
   if not wanted:
-    groups = sorted((g for g in summary['groups'] if g['parameterization'] == p and math.isfinite(g['best_lr'])),
+    finite = lambda v: v is not None and math.isfinite(v)   # summary.json writes nan as null
+    groups = sorted((g for g in summary['groups'] if g['parameterization'] == p and finite(g['best_grid_lr'])),
                     key=lambda g: (g['width'], g['depth']))
-    wanted = groups[0]['best_lr'] if groups else grid[len(grid) // 2]
+    wanted = groups[0]['best_grid_lr'] if groups else grid[len(grid) // 2]
   return min(grid, key=lambda lr: abs(math.log(lr / wanted)))
 
 
@@ -78,7 +83,11 @@ def plot_sharpness(rows, cfg, summary, path):
 
 
 def plot_transfer(rows, select_by, path, select_step=0):
-  finals = results.final_losses(rows, select_by, select_step)
+  """Loss at the selected step against the base rate, one curve per size: ★ the best grid rate, a dotted line at
+  the best rate (best_rate.py), × diverged rates; each panel's title gives the shift of the best rate."""
+  finals = best_rate.final_losses(rows, select_by, select_step)
+  best = {(g['parameterization'], g['depth'], g['width']): g for g in best_rate.per_model(rows, select_by, select_step)}
+  shifts = best_rate.transfer(rows, select_by, select_step)
   params = list(dict.fromkeys(r['parameterization'] for r in rows))
   depths = sorted({r['depth'] for r in rows})
   fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
@@ -93,6 +102,7 @@ def plot_transfer(rows, select_by, path, select_step=0):
       if np.isfinite(losses).any():
         i = int(np.nanargmin(losses))
         ax.plot([lrs[i]], [losses[i]], marker='*', ms=14, color=c, mec='k')
+        ax.axvline(best[g]['best_lr'], color=c, ls=':', lw=1)
       div = [lr for lr in lrs if finals[g][lr][1]]
       if div:
         top = np.nanmax(losses) if np.isfinite(losses).any() else 1.0
@@ -100,7 +110,9 @@ def plot_transfer(rows, select_by, path, select_step=0):
     ax.set_xscale('log')
     ax.set_xlabel('base learning rate η0')
     ax.set_ylabel(f'{select_by} at step {select_step}' if select_step else f'final {select_by}')
-    ax.set_title(f'{p} (★ best, × diverged)')
+    shift = '; '.join(f'shift {t["shift_decades"]:.2f} decades ({t["shift_grid_steps"]:.2f} grid steps)'
+                      for t in shifts.values() if t['parameterization'] == p)
+    ax.set_title(f'{p} (★ best grid rate, ⋮ best rate, × diverged)' + (f'\n{shift}' if shift else ''), fontsize=9)
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -132,27 +144,17 @@ def plot_coord_check(rows, path):
   plt.close(fig)
 
 
-SPECTRA_PANELS = (
-    ('ntk_lr_eig_1', 'λ_max(J D Jᵀ): learning-rate-weighted NTK'),
-    ('ntk_eig_1', 'λ_max(J Jᵀ): raw NTK'),
-    ('gn_share', 'λ_max(G) / λ_max(H): Gauss-Newton share'),
-    ('residual_top', 'λ_max(R), R = H − G'),
-    ('adam_sharpness', 'λ_max(P⁻¹H): Adam preconditioned'),
-    ('feature_movement', '‖h_t − h_0‖ / ‖h_0‖ (last hidden layer)'),
-)
+SPECTRA_PANELS = measurements.spectra_panels()   # declared by each measurement, in registry order
 
 
-def _spectra_value(r, name):
-  if name == 'gn_share':
-    return r['gn_eig_1'] / r['sharpness'] if r['sharpness'] else float('nan')
-  return r[name]
+def _panel_value(r, panel):
+  return panel.value(r) if panel.value else r[panel.column]
 
 
 def plot_spectra(rows, cfg, summary, path):
   """One row per available spectral quantity, one column per parameterization, one curve per width."""
   have = set(rows[0]) if rows else set()
-  panels = [(n, t) for n, t in SPECTRA_PANELS
-            if (n == 'gn_share' and 'gn_eig_1' in have) or (n != 'gn_share' and n in have)]
+  panels = [p for p in SPECTRA_PANELS if p.column in have]
   params = list(dict.fromkeys(r['parameterization'] for r in rows))
   depths = sorted({r['depth'] for r in rows})
   fig, axes = plt.subplots(len(panels), len(params), figsize=(5 * len(params), 3 * len(panels)), squeeze=False,
@@ -162,21 +164,21 @@ def plot_spectra(rows, cfg, summary, path):
     sel = [r for r in rows if r['parameterization'] == p and same_lr(r['lr'], lr)]
     sizes = sorted({(r['width'], r['depth']) for r in sel})
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(sizes)))
-    for row_i, (name, title) in enumerate(panels):
+    for row_i, panel in enumerate(panels):
       ax = axes[row_i, col]
       for c, (w, d) in zip(colors, sizes):
         by_step = defaultdict(list)
         for r in sel:
           if (r['width'], r['depth']) == (w, d):
-            by_step[r['step']].append(_spectra_value(r, name))
+            by_step[r['step']].append(_panel_value(r, panel))
         steps = sorted(by_step)
         means = [np.mean(v) if np.isfinite(v).any() and not np.isnan(v).all() else np.nan
                  for v in (np.asarray(by_step[s], float) for s in steps)]
         ax.plot(steps, means, color=c, marker='.', label=_size_label(w, d, depths))
-      if name == 'adam_sharpness' and sel:
-        ax.axhline(sel[0].get('adam_sharpness_threshold', float('nan')), color='k', ls='--', lw=1,
-                   label='(2+2β1)/(1−β1)')
-      ax.set_title(f'{p}, η0 = {lr:g}: {title}', fontsize=9)
+      if panel.reference and sel:
+        column, label = panel.reference
+        ax.axhline(sel[0].get(column, float('nan')), color='k', ls='--', lw=1, label=label)
+      ax.set_title(f'{p}, η0 = {lr:g}: {panel.label}', fontsize=9)
       if row_i == 0:
         ax.legend(fontsize=7)
     axes[-1, col].set_xlabel('step')
@@ -212,6 +214,9 @@ def plot_density(rows, cfg, summary, path):
   plt.close(fig)
 
 
+DENSITY_FILE = next(m.writes for m in measurements.MEASUREMENTS if m.name == 'density')
+
+
 def plot_workdir(workdir, summary=None):
   with open(os.path.join(workdir, 'config.json')) as f:
     cfg = json.load(f)
@@ -225,7 +230,7 @@ def plot_workdir(workdir, summary=None):
   plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'transfer.png'), cfg.get('select_step', 0))
   if rows and hessian:
     plot_spectra(rows, cfg, summary, os.path.join(workdir, 'spectra.png'))
-  dens = os.path.join(workdir, 'density.csv')
+  dens = os.path.join(workdir, DENSITY_FILE)
   if os.path.exists(dens):
     plot_density(results.read_csv(dens), cfg, summary, os.path.join(workdir, 'density.png'))
   cc = os.path.join(workdir, 'coord_check.csv')
@@ -234,10 +239,18 @@ def plot_workdir(workdir, summary=None):
 
 
 def main(argv):
-  if len(argv) < 2:
-    print('usage: python -m superconsistency.plot WORKDIR [WORKDIR ...]', file=sys.stderr)
+  import argparse
+  parser = argparse.ArgumentParser(
+      prog='python -m superconsistency.plot',
+      description="Redraw a finished run's plots (sharpness, transfer, coordinate check, spectra, density) from "
+                  'the files in its workdir.')
+  parser.add_argument('workdirs', nargs='*', metavar='WORKDIR', help='a finished run (it has summary.json)')
+  args, unknown = parser.parse_known_args(argv[1:])   # --help prints the usage and exits 0
+  if unknown or not args.workdirs:
+    print(f'usage: {parser.prog} WORKDIR [WORKDIR ...]' + (f' (unknown option {unknown[0]})' if unknown else ''),
+          file=sys.stderr)
     return 2
-  for workdir in argv[1:]:
+  for workdir in args.workdirs:
     if not os.path.exists(os.path.join(workdir, 'summary.json')):
       print(f'error: {workdir} has no summary.json (not a finished run)', file=sys.stderr)
       return 2

@@ -4,8 +4,8 @@ workdir/
   config.json        the resolved config
   metrics.csv        tidy: one row per lane per measured step (columns(...): lane, metrics, divergence)
   coord_check.csv    per parameterization, optimizer, layer and width: RMS of activations and of their change
-  summary.json       per parameterization/width/depth: best learning rate and its loss (written last: a run
-                     with summary.json is finished)
+  summary.json       per parameterization/width/depth: best learning rate (best_rate.py) and the run's times
+                     (written last: a run with summary.json is finished)
   *.png              plots, redrawn from these files by `python -m superconsistency.plot WORKDIR`
 """
 from __future__ import annotations
@@ -15,11 +15,13 @@ import json
 import math
 import os
 import tempfile
-from collections import defaultdict
 
 import numpy as np
 
-META_COLUMNS = ('parameterization', 'width', 'depth', 'optimizer', 'lr_convention', 'lr', 'gamma0', 'seed', 'step')
+# depth: the configured value (config.depths); depth_L: the L that the parameterization's depth rules use
+# (residual blocks of a resnet, BN blocks of a bn_mlp, weight layers of an mlp)
+META_COLUMNS = ('parameterization', 'width', 'depth', 'depth_L', 'optimizer', 'lr_convention', 'lr', 'gamma0', 'seed',
+                'step')
 TAIL_COLUMNS = ('lr_sharpness_threshold', 'diverged', 'diverged_step')
 DENSITY_COLUMNS = META_COLUMNS + ('eigenvalue', 'density')
 
@@ -29,7 +31,7 @@ def columns(metric_columns) -> tuple:
   extra = ('adam_sharpness_threshold',) if 'adam_sharpness' in metric_columns else ()
   return META_COLUMNS + tuple(metric_columns) + TAIL_COLUMNS + extra
 
-INT_COLUMNS = ('width', 'depth', 'seed', 'step', 'diverged', 'diverged_step')
+INT_COLUMNS = ('width', 'depth', 'depth_L', 'seed', 'step', 'diverged', 'diverged_step')
 STR_COLUMNS = ('parameterization', 'optimizer', 'lr_convention')
 
 
@@ -128,50 +130,50 @@ def read_csv(path: str) -> list[dict]:
   return rows
 
 
-def final_losses(rows, select_by='train_loss', select_step=0):
-  """{(param, depth, width): {lr: (mean over seeds and γ0 of the final loss, any lane diverged)}}.
-
-  select_step > 0 reads the loss at that step instead of the last (a lane diverged by then counts as diverged)."""
-  last = defaultdict(int)
-  for r in rows:
-    key = (r['parameterization'], r['depth'], r['width'], r['lr'], r['gamma0'], r['seed'])
-    last[key] = select_step if select_step else max(last[key], r['step'])
-  acc = defaultdict(lambda: defaultdict(list))
-  for r in rows:
-    key = (r['parameterization'], r['depth'], r['width'], r['lr'], r['gamma0'], r['seed'])
-    if r['step'] == last[key]:
-      acc[(r['parameterization'], r['depth'], r['width'])][r['lr']].append((r[select_by], r['diverged']))
-  out = {}
-  for group, by_lr in acc.items():
-    out[group] = {}
-    for lr, vals in sorted(by_lr.items()):
-      losses = [v for v, d in vals if not d and math.isfinite(v)]
-      diverged = any(d for _, d in vals)
-      out[group][lr] = (float(np.mean(losses)) if losses and not diverged else float('nan'), diverged)
-  return out
+# ------------------------------------------------------------------------------------------------ one writer
+LOCK_NAME = '.lock'
 
 
-def summarize(rows, select_by='train_loss', select_step=0):
-  """Best learning rate per (parameterization, depth, width), and how far it moves across widths in grid steps.
+class WorkdirInUse(ValueError):
+  """Another live process holds the workdir. str() is one line naming the holder."""
 
-  A learning rate at which any lane diverged is never best. The shift is measured between the best rates'
-  positions in each parameterization's grid, so "within one grid step" can be read off directly.
-  """
-  finals = final_losses(rows, select_by, select_step)
-  per_group = []
-  for (p, depth, width), by_lr in sorted(finals.items()):
-    lrs = sorted(by_lr)
-    ok = [(loss, lr) for lr, (loss, _) in by_lr.items() if math.isfinite(loss)]
-    best_loss, best_lr = min(ok) if ok else (float('nan'), float('nan'))
-    per_group.append(dict(parameterization=p, depth=depth, width=width, best_lr=best_lr, best_loss=best_loss,
-                          best_lr_index=lrs.index(best_lr) if ok else None, lr_grid=lrs,
-                          diverged_lrs=[lr for lr, (_, d) in by_lr.items() if d], select_by=select_by))
-  transfer = {}
-  for p in sorted({g['parameterization'] for g in per_group}):
-    for depth in sorted({g['depth'] for g in per_group if g['parameterization'] == p}):
-      gs = [g for g in per_group if g['parameterization'] == p and g['depth'] == depth and g['best_lr_index'] is not None]
-      idx = [g['best_lr_index'] for g in gs]
-      transfer[f'{p}/depth={depth}'] = dict(
-          widths=[g['width'] for g in gs], best_lrs=[g['best_lr'] for g in gs],
-          best_lr_shift_grid_steps=(max(idx) - min(idx)) if idx else None)
-  return dict(groups=per_group, transfer=transfer)
+  def __init__(self, message):
+    super().__init__(f'config.workdir: {message}')
+    self.field, self.message = 'workdir', message
+
+
+class WorkdirLock:
+  """An exclusive advisory lock (flock) on WORKDIR/.lock, held while a run writes the workdir, so that a second run
+  started on it (a requeued job while the old one still runs, a command typed twice) is refused. The kernel drops
+  the lock when its process dies, so a run killed by SIGKILL leaves nothing that blocks its resume. flock needs a
+  filesystem that supports it across hosts for multi-host runs (NFSv4, Lustre and GCS FUSE do; see docs/scale.md)."""
+
+  def __init__(self, workdir: str):
+    import fcntl
+    import socket
+    import time
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, LOCK_NAME)
+    self._file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or 'another process'
+      self._file.close()
+      raise WorkdirInUse(f'{workdir} is in use by a live run ({holder}); wait for it to finish or stop it, or '
+                         'choose another workdir') from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f'pid {os.getpid()} on {socket.gethostname()} since {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    self._file.flush()
+
+  def release(self) -> None:
+    if not self._file.closed:
+      self._file.close()   # closing the descriptor drops the flock
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.release()

@@ -1,18 +1,29 @@
-"""Runs a config end to end: the sweep over parameterizations × depths × widths, the coordinate check, the
-summary and the plots, all written into one workdir through `results`."""
+"""The sweep experiment end to end, in plain steps, all writing one workdir through `results`:
+
+  plan     build the data, every (parameterization, depth, width) model and the device mesh; nothing is written, and
+           anything that cannot run is a ConfigError (the config itself was validated before)
+  open     claim the workdir (one live writer: results.WorkdirLock), refuse a resume under another config, and find
+           the newest intact checkpoint
+  start    a fresh workdir (config.json), or one cut back to the checkpoint
+  train    each group: one compiled, vmapped sweep over its lanes, checkpointed between chunks
+  finish   the coordinate check, summary.json (best rates by best_rate.py) and the plots
+
+Checkpoints are identified by (group, chunks done in it); `CheckpointId.step` turns that into orbax's integer step.
+"""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import sys
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superconsistency import best_rate
 from superconsistency import checkpoint
 from superconsistency import config as config_lib
 from superconsistency import coord_check
@@ -29,236 +40,115 @@ OUTPUTS = ('metrics.csv', 'density.csv', 'coord_check.csv', 'coord_check_slopes.
            'analysis_*.png')
 
 
-def _param(cfg, name):
+def param_of(cfg, name) -> pz.Parameterization:
   return pz.Parameterization(name, alpha=cfg.param.alpha, beta=cfg.param.beta, center=cfg.param.center,
                              lr_convention=cfg.param.lr_convention)
 
 
-def _jsonable(value):
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, (str, int, float, bool)) or value is None:
-    return value
-  return str(value)
+class Plan(NamedTuple):
+  """Everything a run computes with, built before the workdir is touched."""
+  cfg: object
+  workdir: str
+  data: data_lib.Data          # host copy (the coordinate check uses it)
+  sweep_data: data_lib.Data    # its arrays placed on the mesh once, for every group
+  models: dict                 # (parameterization, depth, width) -> models.Model
+  mesh: object
+  groups: list                 # [(parameterization, depth, width)] in run order
+  hps: dict                    # parameterization -> train.LaneHparams
+  resolved: dict               # config.json
+  chunks: int                  # compiled chunks per group
+  csv_names: tuple
 
 
-def _progress_bar(total, enabled):
-  if not enabled:
-    return None, None
-  from tqdm import tqdm
-  bar = tqdm(total=total, unit='chunk', file=sys.stderr, dynamic_ncols=True)
-  return bar, bar.update
+class CheckpointId(NamedTuple):
+  """A checkpoint after `chunk` chunks of group `group` (chunk=None with group=len(groups): the sweep is done)."""
+  group: int
+  chunk: int | None
+
+  def step(self, chunks: int) -> int:
+    """orbax's integer step: grows by one per chunk over the whole run (the preemption service needs that)."""
+    return self.group * (chunks + 1) + (self.chunk or 0)
 
 
-def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
-  """Validates everything before touching the workdir; returns the summary."""
-  config_lib.validate(cfg)
-  if cfg.experiment != 'sweep':   # computations of their own, with the same workdir contract
-    if jax.process_count() > 1:
-      raise config_lib.ConfigError('experiment', f'{cfg.experiment!r} is one compiled computation on one process: '
-                                   'run it without --multihost')
-    module = importlib.import_module(f'superconsistency.{cfg.experiment}')
-    return module.run_experiment(cfg, workdir, overwrite=overwrite, progress=progress, plots=plots)
-  if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
-    config_lib.check_workdir(workdir, overwrite)   # fails fast, before any data is loaded
+def raise_writer_error(check) -> None:
+  """`check()` on process 0; the ValueError it raised there is raised on every process as the same type."""
+  err = distributed.on_writer(check)
+  if err is None:
+    return
+  if err['type'] == 'WorkdirInUse':
+    raise results.WorkdirInUse(err['message'])
+  raise config_lib.ConfigError(err['field'] or 'workdir', err['message'])
+
+
+def plan(cfg, workdir: str) -> Plan:
   if cfg.dtype == 'float64':
     jax.config.update('jax_enable_x64', True)
   dtype = jnp.dtype(cfg.dtype)
-  start = time.time()
-  num_measure = max(cfg.measure.loss_batch, cfg.measure.sharpness_batch, cfg.coord_check.batch,
-                    cfg.measure.ntk_batch if cfg.measure.ntk_k else 0)
-  depths = cfg.depths if cfg.model.name != 'simple_convnet' else (1,)
-  # Data and every model's shapes are built before the workdir is touched: a dataset that is not prepared, or a
-  # width the model cannot take, fails with one line and leaves nothing behind.
+  m = cfg.measure
+  num_measure = max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch, m.ntk_batch if m.ntk_k else 0)
   from superconsistency import tfds_data
   try:
     data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
   except (tfds_data.DatasetNotPrepared, tfds_data.DatasetCorrupt, ValueError) as e:
     raise config_lib.ConfigError('data.name', str(e).replace('\n', ' ')) from None
-  built = {}   # (parameterization, depth, width) -> Model, reused by the sweep below
-  for p_name in cfg.parameterizations:
-    for depth in depths:
-      for width in cfg.widths:
-        try:
-          built[p_name, depth, width] = models.make_model(cfg.model, data.spec, width, depth, _param(cfg, p_name),
-                                                          dtype)
-        except ValueError as e:
-          raise config_lib.ConfigError('model', f'width={width}, depth={depth}: {e}') from None
+  depths = models.depths_of(cfg.model.name, cfg.depths)
+  groups = [(p, depth, width) for p in cfg.parameterizations for depth in depths for width in cfg.widths]
+  built = {}
+  for p, depth, width in groups:
+    try:
+      built[p, depth, width] = models.make_model(cfg.model, data.spec, width, depth, param_of(cfg, p), dtype)
+    except ValueError as e:
+      raise config_lib.ConfigError('model', f'{p}, width={width}, depth={depth}: {e}') from None
   try:
     mesh = distributed.make_mesh(cfg.mesh)
   except distributed.MeshError as e:
     raise config_lib.ConfigError('mesh', str(e).split(': ', 1)[1]) from None
-  _writer_checks(lambda: config_lib.check_workdir(workdir, overwrite))
   resolved = cfg.to_dict()
   resolved['_data'] = dict(spec=data.spec._asdict(), info=_jsonable(data.info))   # what was actually trained on
-  groups = [(p, depth, width) for p in cfg.parameterizations for depth in depths for width in cfg.widths]
   hps = {p: train.lane_grid(tuple(cfg.sweep.lrs[p]), cfg.sweep.gamma0s, cfg.sweep.seeds, dtype, cfg.seed)
          for p in cfg.parameterizations}
-  # the dataset is placed on the mesh once for all groups (the coordinate check keeps the process-local copy)
   sweep_data = data._replace(arrays=distributed.put_replicated(data.arrays, mesh))
-  sweeps = {}
-
-  def sweep_of(g):   # compiled lazily, once per group (a resumed run needs one to know what to restore)
-    if g not in sweeps:
-      sweeps.clear()
-      p_name, depth, width = groups[g]
-      sweeps[g] = train.compile_sweep(built[groups[g]], sweep_data, cfg, hps[p_name], mesh)
-    return sweeps[g]
-
-  def restore_target(meta):
-    if meta['chunks_done'] is None:
-      return None
-    sweep = sweep_of(meta['group'])
-    state = train.abstract_state(sweep)
-    first = jax.eval_shape(sweep.measure, state, sweep.hp, sweep.arrays, 0)[1]
-    saved = meta['lanes_padded']
-    buffers = {k: np.zeros((saved, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
-    if saved != sweep.hp.lr.shape[0]:   # saved on a mesh that pads lanes otherwise: restored to the host, re-padded
-      state = jax.tree.map(lambda a: np.zeros((saved,) + a.shape[1:], a.dtype), state)
-    return dict(lanes=state, buffers=buffers)
-
-  ckpt, restored = _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target)
-  csv_names = ('metrics.csv',) + (('density.csv',) if cfg.measure.density_every else ())
-  if restored is None:
-    if distributed.is_writer():
-      # a rerun without a usable checkpoint replaces an unfinished (or, with --overwrite, a finished) run entirely
-      results.start_workdir(workdir, OUTPUTS, resolved)
-  else:
-    _writer_checks(lambda: _truncate_to_checkpoint(workdir, restored[1], csv_names))
-  distributed.barrier('workdir-ready')
-  chunks = cfg.num_steps // cfg.measure_every
-  bar, update = _progress_bar(len(groups) * chunks, progress and distributed.is_writer())
-  metric_columns = train.metric_columns(cfg)
-  writers = {}
-  if distributed.is_writer():
-    writers['metrics.csv'] = results.MetricsWriter(workdir, results.columns(metric_columns))
-    if cfg.measure.density_every:
-      writers['density.csv'] = results.MetricsWriter(workdir, results.DENSITY_COLUMNS, 'density.csv')
-  first_group, resume_state = 0, None
-  if restored is not None:
-    ckpt_step, meta, state = restored
-    first_group = meta['group']
-    if state is not None:
-      lanes, buffers = state['lanes'], state['buffers']
-      sweep = sweep_of(first_group)
-      if meta['lanes_padded'] != sweep.hp.lr.shape[0]:
-        lanes, buffers = distributed.put_lanes(train.repad(sweep, lanes), mesh), train.repad(sweep, buffers)
-      resume_state = (lanes, buffers, meta['chunks_done'])
-    checkpoint.note(f'resuming {workdir} from checkpoint {ckpt_step}: ' + (
-        f'group {first_group + 1} of {len(groups)} {groups[first_group]}, {meta["chunks_done"] or 0} of its {chunks} '
-        f'chunks done' if first_group < len(groups) else 'the sweep is done; making the coordinate check, summary '
-        'and plots'))
-    if bar:
-      bar.update(first_group * chunks + (meta['chunks_done'] or 0))
-  ckpt_id = lambda g, done: g * (chunks + 1) + (done if done is not None else 0)
-  policy = _SavePolicy(cfg)
-
-  def save(g, done, state=None, buffers=None, reason=''):
-    meta = dict(group=g, chunks_done=done, reason=reason,
-                lanes_padded=None if state is None else int(sweep_of(g).hp.lr.shape[0]),
-                csv_bytes={n: os.path.getsize(os.path.join(workdir, n)) for n in csv_names}
-                if distributed.is_writer() else {})
-    ckpt.save(ckpt_id(g, done), meta, None if state is None else dict(lanes=state, buffers=buffers))
-    policy.saved()
-
-  sigterm = checkpoint.sigterm
-  for g in range(first_group, len(groups)):
-    p_name, depth, width = groups[g]
-    if bar:
-      bar.set_description(f'{p_name} depth={depth} width={width}')
-
-    def after_chunk(done, state, buffers, g=g):
-      stop = distributed.preempted(ckpt_id(g, done), sigterm.received)
-      if stop or policy.due(done):
-        save(g, done, state, buffers, 'sigterm' if stop else 'interval')
-      if stop:
-        raise checkpoint.Preempted(_preempted_message(workdir, ckpt_id(g, done)))
-
-    resume = resume_state if g == first_group else None
-    steps, metrics, diverged_step = train.run_sweep(None, data, cfg, None, update, resume=resume,
-                                                    after_chunk=after_chunk, sweep=sweep_of(g))
-    if distributed.is_writer():
-      rows, density_rows = _rows(cfg, p_name, depth, width, hps[p_name], steps, metrics, diverged_step,
-                                 metric_columns)
-      writers['metrics.csv'].write(rows)
-      if 'density.csv' in writers:
-        writers['density.csv'].write(density_rows)
-  sweeps.clear()
-  if restored is None or first_group < len(groups):
-    save(len(groups), None, reason='sweep finished')   # a rerun after this goes straight to the analysis
-  if bar:
-    bar.close()
-  train_time = time.time() - start
-  if not distributed.is_writer():
-    ckpt.close()
-    return {}
-  summary = _finish(cfg, workdir, data, depths, train_time, start, plots)
-  if sigterm.received:
-    raise checkpoint.Preempted(_preempted_message(workdir, ckpt_id(len(groups), None)))
-  results.write_json(os.path.join(workdir, 'summary.json'), summary)   # last: marks the run finished
-  if cfg.checkpoint.keep_after_finish:
-    ckpt.close()
-  else:
-    ckpt.remove()
-  return summary
+  csv_names = ('metrics.csv',) + (('density.csv',) if m.density_every else ())
+  return Plan(cfg, workdir, data, sweep_data, built, mesh, groups, hps, resolved, cfg.num_steps // cfg.measure_every,
+              csv_names)
 
 
-def _rows(cfg, p_name, depth, width, hp, steps, metrics, diverged_step, metric_columns):
-  """metrics.csv and density.csv rows of one group: lane by lane, step by step."""
-  threshold = train.stability_threshold(cfg.optimizer)
-  adam_threshold = spectra.adam_threshold(None, cfg.optimizer.b1)
-  rows, density_rows = [], []
-  for lane in range(hp.lr.shape[0]):
-    for j, step in enumerate(steps):
-      dstep = int(diverged_step[lane])
-      diverged = dstep >= 0 and dstep < step
-      meta = dict(parameterization=p_name, width=width, depth=depth, optimizer=cfg.optimizer.name,
-                  lr_convention=cfg.param.lr_convention, lr=float(hp.lr[lane]), gamma0=float(hp.gamma0[lane]),
-                  seed=int(hp.seed[lane]), step=int(step))
-      row = dict(meta, lr_sharpness_threshold=threshold, adam_sharpness_threshold=adam_threshold,
-                 diverged=int(diverged), diverged_step=dstep)
-      values = train.flatten_metrics(metrics, lane, j)
-      for k in metric_columns:   # a frozen lane's numbers describe its last good parameters: hide them
-        row[k] = float('nan') if diverged else values.get(k, float('nan'))
-      rows.append(row)
-      if cfg.measure.density_every and not diverged and np.isfinite(metrics['density'][lane, j]).all():
-        density_rows += [dict(meta, eigenvalue=float(e), density=float(d))
-                         for e, d in zip(metrics['density_grid'][lane, j], metrics['density'][lane, j])]
-  return rows, density_rows
+class _Sweeps:
+  """The compiled sweep of one group at a time (compiling is slow and a group's programs are large)."""
+
+  def __init__(self, plan: Plan):
+    self.plan, self.group, self.sweep = plan, None, None
+
+  def clear(self) -> None:
+    self.group, self.sweep = None, None
+
+  def __call__(self, g) -> train.Sweep:
+    if g != self.group:
+      self.sweep = None   # free the previous group's programs first
+      p = self.plan
+      self.sweep = train.compile_sweep(p.models[p.groups[g]], p.sweep_data, p.cfg, p.hps[p.groups[g][0]], p.mesh)
+      self.group = g
+    return self.sweep
 
 
-class _SavePolicy:
-  """When to checkpoint between chunks: every `every_steps` optimizer steps and/or every `every_minutes`. The clock
-  is read by process 0 only, so all processes decide alike."""
-
-  def __init__(self, cfg):
-    self.every_chunks = cfg.checkpoint.every_steps // cfg.measure_every
-    self.every_s = 60.0 * cfg.checkpoint.every_minutes
-    self.chunks_since = 0
-    self.last = time.time()
-
-  def due(self, done) -> bool:
-    if done == 0:
-      return False   # nothing trained yet: a rerun recomputes the first measurement as fast
-    self.chunks_since += 1
-    by_steps = self.every_chunks > 0 and self.chunks_since >= self.every_chunks
-    by_time = self.every_s > 0 and bool(distributed.agree_with_writer(time.time() - self.last >= self.every_s))
-    return by_steps or by_time
-
-  def saved(self):
-    self.chunks_since, self.last = 0, time.time()
+def _restore_target(sweeps: _Sweeps, meta):
+  """The shapes a checkpoint's state restores to (None for one saved after the whole sweep)."""
+  if meta['chunks_done'] is None:
+    return None
+  sweep = sweeps(meta['group'])
+  state = train.abstract_state(sweep)
+  first = jax.eval_shape(sweep.measure, state, sweep.hp, sweep.arrays, 0)[1]
+  saved = meta['lanes_padded']
+  buffers = {k: np.zeros((saved, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
+  if saved != sweep.hp.lr.shape[0]:   # saved on a mesh that pads lanes otherwise: restored to the host, re-padded
+    state = jax.tree.map(lambda a: np.zeros((saved,) + a.shape[1:], a.dtype), state)
+  return dict(lanes=state, buffers=buffers)
 
 
-def _preempted_message(workdir, step):
-  return (f'SIGTERM: saved checkpoint {step} in {os.path.join(workdir, checkpoint.DIRNAME)}; '
-          f'rerun the same command to resume')
-
-
-def _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target):
-  """The run's Checkpointer and the newest intact checkpoint to resume from (None: start over). Refuses to resume
-  under a config that computes something else, naming the fields."""
+def open_checkpoints(plan: Plan, overwrite: bool, sweeps: _Sweeps):
+  """The run's Checkpointer and the newest intact checkpoint to resume from ((step, meta, state), or None: start
+  over). Refuses to resume under a config that computes something else, naming the fields."""
+  workdir = plan.workdir
   ckpt_dir = os.path.join(workdir, checkpoint.DIRNAME)
   config_path = os.path.join(workdir, 'config.json')
   resumable = os.path.isdir(ckpt_dir) and os.path.exists(config_path) and not overwrite
@@ -266,7 +156,7 @@ def _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target):
   def same_config():
     with open(config_path) as f:
       saved = json.load(f)
-    differ = checkpoint.config_differences(saved, resolved)
+    differ = checkpoint.config_differences(saved, plan.resolved)
     if differ:
       listed = '; '.join(f'{name}: {old} -> {new}' for name, old, new in differ)
       raise config_lib.ConfigError(
@@ -274,21 +164,25 @@ def _open_checkpoints(cfg, workdir, overwrite, resolved, restore_target):
           f'Fields that differ ({len(differ)}): {listed}. '
           f'Rerun with the saved config to resume, or pass --overwrite to start over')
   if resumable:
-    _writer_checks(same_config)
+    raise_writer_error(same_config)
   if not resumable and distributed.is_writer() and os.path.isdir(ckpt_dir):
     shutil.rmtree(ckpt_dir)   # --overwrite, or leftovers without a config: they belong to no resumable run
     shutil.rmtree(ckpt_dir + '_unusable', ignore_errors=True)
   distributed.barrier('checkpoints-cleared')
-  ckpt = checkpoint.Checkpointer(workdir, cfg.checkpoint.keep)
-  return ckpt, (ckpt.restore_latest(restore_target) if resumable else None)   # None: corrupt ones are removed
+  ckpt = checkpoint.Checkpointer(workdir, plan.cfg.checkpoint.keep)
+  restored = ckpt.restore_latest(lambda meta: _restore_target(sweeps, meta)) if resumable else None
+  return ckpt, restored
 
 
-def _writer_checks(check):
-  """`check()` on process 0, its ConfigError raised on every process (see distributed.on_writer)."""
-  text = distributed.on_writer(check)
-  if text:
-    field, message = text.split('\0', 1)
-    raise config_lib.ConfigError(field, message.split(': ', 1)[1] if message.startswith('config.') else message)
+def start(plan: Plan, restored) -> None:
+  """A fresh workdir, or one whose CSVs are cut back to their length at the checkpoint."""
+  if restored is None:
+    if distributed.is_writer():
+      # a rerun without a usable checkpoint replaces an unfinished (or, with --overwrite, a finished) run entirely
+      results.start_workdir(plan.workdir, OUTPUTS, plan.resolved)
+  else:
+    raise_writer_error(lambda: _truncate_to_checkpoint(plan.workdir, restored[1], plan.csv_names))
+  distributed.barrier('workdir-ready')
 
 
 def _truncate_to_checkpoint(workdir, meta, csv_names):
@@ -307,22 +201,201 @@ def _truncate_to_checkpoint(workdir, meta, csv_names):
   results.remove_outputs(workdir, [p for p in OUTPUTS if p not in csv_names + ('config.json',)])
 
 
-def _finish(cfg, workdir, data, depths, train_time, start, plots):
+class _Saver:
+  """Checkpoints between chunks: every `every_steps` optimizer steps and/or every `every_minutes`, and on SIGTERM.
+  The clock is read by process 0 only, so all processes decide alike."""
+
+  def __init__(self, plan: Plan, ckpt, sweeps: _Sweeps):
+    self.plan, self.ckpt, self.sweeps = plan, ckpt, sweeps
+    self.every_chunks = plan.cfg.checkpoint.every_steps // plan.cfg.measure_every
+    self.every_s = 60.0 * plan.cfg.checkpoint.every_minutes
+    self.chunks_since, self.last = 0, time.time()
+
+  def due(self, done) -> bool:
+    if done == 0:
+      return False   # nothing trained yet: a rerun recomputes the first measurement as fast
+    self.chunks_since += 1
+    by_steps = self.every_chunks > 0 and self.chunks_since >= self.every_chunks
+    by_time = self.every_s > 0 and bool(distributed.agree_with_writer(time.time() - self.last >= self.every_s))
+    return by_steps or by_time
+
+  def save(self, at: CheckpointId, state=None, buffers=None, reason='') -> None:
+    workdir = self.plan.workdir
+    meta = dict(group=at.group, chunks_done=at.chunk, reason=reason,
+                lanes_padded=None if state is None else int(self.sweeps(at.group).hp.lr.shape[0]),
+                csv_bytes={n: os.path.getsize(os.path.join(workdir, n)) for n in self.plan.csv_names}
+                if distributed.is_writer() else {})
+    self.ckpt.save(at.step(self.plan.chunks), meta, None if state is None else dict(lanes=state, buffers=buffers))
+    self.chunks_since, self.last = 0, time.time()
+
+  def after_chunk(self, g):
+    """The sweep's hook after each chunk of group g: save when due or on SIGTERM (then stop the run)."""
+    def hook(done, state, buffers):
+      at = CheckpointId(g, done)
+      stop = distributed.preempted(at.step(self.plan.chunks), checkpoint.sigterm.received)
+      if stop or self.due(done):
+        self.save(at, state, buffers, 'sigterm' if stop else 'interval')
+      if stop:
+        raise checkpoint.Preempted(_preempted_message(self.plan.workdir, at))
+    return hook
+
+
+def _preempted_message(workdir, at: CheckpointId):
+  where = 'after the sweep' if at.chunk is None else f'group {at.group + 1}, chunk {at.chunk}'
+  return (f'SIGTERM: saved a checkpoint ({where}) in {os.path.join(workdir, checkpoint.DIRNAME)}; '
+          f'rerun the same command to resume')
+
+
+def _resume_note(plan: Plan, ckpt_step, meta):
+  g, done = meta['group'], meta['chunks_done']
+  if g < len(plan.groups):
+    checkpoint.note(f'resuming {plan.workdir} from checkpoint {ckpt_step}: group {g + 1} of {len(plan.groups)} '
+                    f'{plan.groups[g]}, {done or 0} of its {plan.chunks} chunks done')
+  else:
+    checkpoint.note(f'resuming {plan.workdir} from checkpoint {ckpt_step}: the sweep is done; making the coordinate '
+                    'check, summary and plots')
+
+
+def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dict, resume=None, progress=None):
+  """One (parameterization, depth, width) group: its compiled sweep from `resume` (or the start) to the end, then
+  its rows appended to the CSVs."""
+  steps, metrics, diverged_step = train.run_sweep(None, plan.data, plan.cfg, None, progress, resume=resume,
+                                                  after_chunk=saver.after_chunk(g), sweep=sweeps(g))
+  if distributed.is_writer():
+    rows, density_rows = _rows(plan, g, steps, metrics, diverged_step)
+    writers['metrics.csv'].write(rows)
+    if 'density.csv' in writers:
+      writers['density.csv'].write(density_rows)
+
+
+def _rows(plan: Plan, g, steps, metrics, diverged_step):
+  """metrics.csv and density.csv rows of one group: lane by lane, step by step."""
+  cfg = plan.cfg
+  p_name, depth, width = plan.groups[g]
+  hp = plan.hps[p_name]
+  threshold = train.stability_threshold(cfg.optimizer)
+  adam = cfg.optimizer.name == 'adam'
+  adam_threshold = spectra.adam_threshold(None, cfg.optimizer.b1) if adam else float('nan')
+  metric_columns = train.metric_columns(cfg)
+  rows, density_rows = [], []
+  for lane in range(hp.lr.shape[0]):
+    for j, step in enumerate(steps):
+      dstep = int(diverged_step[lane])
+      diverged = dstep >= 0 and dstep < step
+      meta = dict(parameterization=p_name, width=width, depth=depth, depth_L=plan.models[plan.groups[g]].depth,
+                  optimizer=cfg.optimizer.name, lr_convention=cfg.param.lr_convention, lr=float(hp.lr[lane]),
+                  gamma0=float(hp.gamma0[lane]), seed=int(hp.seed[lane]), step=int(step))
+      row = dict(meta, lr_sharpness_threshold=threshold, adam_sharpness_threshold=adam_threshold,
+                 diverged=int(diverged), diverged_step=dstep)
+      values = train.flatten_metrics(metrics, lane, j)
+      for k in metric_columns:   # a frozen lane's numbers describe its last good parameters: hide them
+        row[k] = float('nan') if diverged else values.get(k, float('nan'))
+      rows.append(row)
+      if cfg.measure.density_every and not diverged and np.isfinite(metrics['density'][lane, j]).all():
+        density_rows += [dict(meta, eigenvalue=float(e), density=float(d))
+                         for e, d in zip(metrics['density_grid'][lane, j], metrics['density'][lane, j])]
+  return rows, density_rows
+
+
+def finish(plan: Plan, train_time: float, start_time: float, plots: bool) -> dict:
   """The coordinate check, the summary and the plots (process 0; all from the files already written)."""
+  cfg, workdir = plan.cfg, plan.workdir
   if cfg.coord_check.enabled:
     cc_rows, cc_slopes = [], []
+    depth = models.depths_of(cfg.model.name, cfg.depths)[0]
     for p_name in cfg.parameterizations:
-      r, s = coord_check.run(cfg, data, _param(cfg, p_name), depths[0])
+      r, s = coord_check.run(cfg, plan.data, param_of(cfg, p_name), depth)
       cc_rows += r
       cc_slopes += s
     results.MetricsWriter(workdir, coord_check.ROW_COLUMNS, 'coord_check.csv').write(cc_rows)
     results.MetricsWriter(workdir, coord_check.SLOPE_COLUMNS, 'coord_check_slopes.csv').write(cc_slopes)
-
-  summary = results.summarize(results.read_csv(os.path.join(workdir, 'metrics.csv')), cfg.select_by,
-                              cfg.select_step)
-  summary['wall_time_s'] = dict(sweep=round(train_time, 1), total=round(time.time() - start, 1))
-  summary['lr_convention'] = cfg.param.lr_convention
+  rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
+  summary = dict(groups=best_rate.per_model(rows, cfg.select_by, cfg.select_step),
+                 transfer=best_rate.transfer(rows, cfg.select_by, cfg.select_step),
+                 wall_time_s=dict(sweep=round(train_time, 1), total=round(time.time() - start_time, 1)),
+                 lr_convention=cfg.param.lr_convention)
   if plots:
     from superconsistency import plot
     plot.plot_workdir(workdir, summary)
   return summary
+
+
+def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
+  """The sweep experiment. Returns the summary. (experiments.run validates first; so does this, cheaply.)"""
+  config_lib.validate(cfg)
+  if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
+    config_lib.check_workdir(workdir, overwrite)   # fails fast, before any data is loaded
+  start_time = time.time()
+  the_plan = plan(cfg, workdir)
+  raise_writer_error(lambda: config_lib.check_workdir(workdir, overwrite))
+  lock = []
+  raise_writer_error(lambda: lock.append(results.WorkdirLock(workdir)))
+  try:
+    return _run_locked(the_plan, overwrite, progress, plots, start_time)
+  finally:
+    for held in lock:
+      held.release()
+
+
+def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
+  sweeps = _Sweeps(plan)
+  ckpt, restored = open_checkpoints(plan, overwrite, sweeps)
+  start(plan, restored)
+  total = len(plan.groups) * plan.chunks
+  bar = None
+  if progress and distributed.is_writer():
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit='chunk', file=sys.stderr, dynamic_ncols=True)
+  writers = {}
+  if distributed.is_writer():
+    writers['metrics.csv'] = results.MetricsWriter(plan.workdir, results.columns(train.metric_columns(plan.cfg)))
+    if 'density.csv' in plan.csv_names:
+      writers['density.csv'] = results.MetricsWriter(plan.workdir, results.DENSITY_COLUMNS, 'density.csv')
+  first_group, resume = 0, None
+  if restored is not None:
+    ckpt_step, meta, state = restored
+    first_group = meta['group']
+    if state is not None:
+      lanes, buffers = state['lanes'], state['buffers']
+      sweep = sweeps(first_group)
+      if meta['lanes_padded'] != sweep.hp.lr.shape[0]:
+        lanes, buffers = distributed.put_lanes(train.repad(sweep, lanes), plan.mesh), train.repad(sweep, buffers)
+      resume = (lanes, buffers, meta['chunks_done'])
+    _resume_note(plan, ckpt_step, meta)
+    if bar:
+      bar.update(first_group * plan.chunks + (meta['chunks_done'] or 0))
+  saver = _Saver(plan, ckpt, sweeps)
+  for g in range(first_group, len(plan.groups)):
+    if bar:
+      p_name, depth, width = plan.groups[g]
+      bar.set_description(f'{p_name} depth={depth} width={width}')
+    train_group(plan, g, sweeps, saver, writers, resume if g == first_group else None, bar.update if bar else None)
+  sweeps.clear()
+  done = CheckpointId(len(plan.groups), None)
+  if restored is None or first_group < len(plan.groups):
+    saver.save(done, reason='sweep finished')   # a rerun after this goes straight to the analysis
+  if bar:
+    bar.close()
+  train_time = time.time() - start_time
+  if not distributed.is_writer():
+    ckpt.close()
+    return {}
+  summary = finish(plan, train_time, start_time, plots)
+  if checkpoint.sigterm.received:
+    raise checkpoint.Preempted(_preempted_message(plan.workdir, done))
+  results.write_json(os.path.join(plan.workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished
+  if plan.cfg.checkpoint.keep_after_finish:
+    ckpt.close()
+  else:
+    ckpt.remove()
+  return summary
+
+
+def _jsonable(value):
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (str, int, float, bool)) or value is None:
+    return value
+  return str(value)

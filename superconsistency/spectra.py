@@ -12,9 +12,10 @@ round-trip.
   empirical NTK      Θ u = J Jᵀ u on output space (n·C)                 (vjp, then jvp)
   weighted forms     D^½ M D^½ for a diagonal D (per-layer rates, or Adam's η/(sqrt(v̂)+ε))
 
-Micro-batching: pass `num_chunks > 1` to split the n examples into equal chunks whose products are summed with
-weights n_c/n, so memory scales with the chunk, not the batch. For a mean loss this is exact. (For a batch-norm
-model in train mode the loss itself depends on the chunking, since batch statistics are per chunk.)
+Micro-batching: pass `microbatches > 1` to split the n examples into equal micro-batches whose products are
+summed with weights n_b/n, so memory scales with the micro-batch, not the batch. For a mean loss this is exact.
+(For a batch-norm model in train mode the loss itself depends on the split, since batch statistics are per
+micro-batch.)
 """
 from __future__ import annotations
 
@@ -55,16 +56,16 @@ def flat_hvp(loss_fn: Callable, params, linearize: bool = True):
   return matvec, flat
 
 
-def _chunked(product, xs, num_chunks):
-  """Sums product(x_chunk) * (n_c / n) over equal chunks of the leading axis of every leaf of xs."""
-  if num_chunks == 1:
+def _summed_over_microbatches(product, xs, microbatches):
+  """Sums product(x_b) * (n_b / n) over equal micro-batches x_b of the leading axis of every leaf of xs."""
+  if microbatches == 1:
     return product(xs)
   n = jax.tree.leaves(xs)[0].shape[0]
-  if n % num_chunks:
-    raise ValueError(f'batch of {n} does not split into {num_chunks} equal chunks')
-  split = jax.tree.map(lambda a: a.reshape((num_chunks, n // num_chunks) + a.shape[1:]), xs)
+  if n % microbatches:
+    raise ValueError(f'batch of {n} does not split into {microbatches} equal micro-batches')
+  split = jax.tree.map(lambda a: a.reshape((microbatches, n // microbatches) + a.shape[1:]), xs)
   total = jax.lax.map(product, split)
-  return jax.tree.map(lambda t: t.sum(0) / num_chunks, total)
+  return jax.tree.map(lambda t: t.sum(0) / microbatches, total)
 
 
 class Operators(NamedTuple):
@@ -79,7 +80,7 @@ class Operators(NamedTuple):
   unravel: Callable
 
 
-def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_chunks: int = 1) -> Operators:
+def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, microbatches: int = 1) -> Operators:
   """Builds the operators for `loss = loss_of_outputs(apply_fn(params, x), y)` (a mean over examples).
 
   apply_fn(params, x) -> outputs[n, C]; loss_of_outputs(outputs, y) -> scalar mean over the n examples.
@@ -89,7 +90,7 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
   out_shape = jax.eval_shape(lambda p: apply_fn(p, x), params).shape
 
   f = lambda p: apply_fn(p, x)
-  if num_chunks == 1:
+  if microbatches == 1:
     # One forward/backward pass at this point, shared by every product (each then costs a tangent pass).
     _, h_tangent = jax.linearize(jax.grad(lambda p: loss_of_outputs(apply_fn(p, x), y)), params)
     out, j_tangent = jax.linearize(f, params)
@@ -102,13 +103,13 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
     def gauss_newton(v):
       return ravel_pytree(j_transpose(hl_tangent(j_tangent(unravel(v.astype(dtype)))))[0])[0]
   else:
-    def h_chunk(v_tree):
+    def h_microbatch(v_tree):
       def product(batch):
         xb, yb = batch
         return hvp(lambda p: loss_of_outputs(apply_fn(p, xb), yb), params, v_tree)
       return product
 
-    def gn_chunk(v_tree):
+    def gn_microbatch(v_tree):
       def product(batch):
         xb, yb = batch
         fb = lambda p: apply_fn(p, xb)
@@ -118,10 +119,11 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
       return product
 
     def hessian(v):
-      return ravel_pytree(_chunked(h_chunk(unravel(v.astype(dtype))), (x, y), num_chunks))[0]
+      return ravel_pytree(_summed_over_microbatches(h_microbatch(unravel(v.astype(dtype))), (x, y), microbatches))[0]
 
     def gauss_newton(v):
-      return ravel_pytree(_chunked(gn_chunk(unravel(v.astype(dtype))), (x, y), num_chunks))[0]
+      return ravel_pytree(_summed_over_microbatches(gn_microbatch(unravel(v.astype(dtype))), (x, y),
+                                                    microbatches))[0]
 
   def residual(v):
     return hessian(v) - gauss_newton(v)
@@ -130,7 +132,7 @@ def operators(apply_fn: Callable, loss_of_outputs: Callable, params, x, y, num_c
   _, ntk_transpose = jax.vjp(f, params)
 
   def ntk(u):
-    # Θ u = J (Jᵀ u) over the whole batch: the NTK couples all examples, so it is not chunked.
+    # Θ u = J (Jᵀ u) over the whole batch: the NTK couples all examples, so it is not micro-batched.
     return ntk_tangent(ntk_transpose(u.reshape(out_shape).astype(dtype))[0]).reshape(-1)
 
   return Operators(hessian, gauss_newton, residual, ntk, flat.size, math.prod(out_shape), flat, unravel)

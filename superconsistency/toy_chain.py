@@ -50,6 +50,26 @@ COLUMNS = ('kind', 'depth', 'gamma', 'eta', 'eta_max_exact', 'eta_over_exact', '
 OUTPUTS = ('toy_chain.csv', 'config.json', 'summary.json')
 
 
+def defaults():
+  """The toy_chain experiment's config: GD on [G]'s scalar chain f = (w1·…·wL − 1)/γ, float64."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.experiment = 'toy_chain'
+  c.dtype = 'float64'              # γ = 0.01 cancels two digits in w1·…·wL − 1; loss_tol lies below float32
+  c.toy_chain = dict(
+      depths=(2, 3, 4),                # L: number of scalar factors in the chain
+      gamma_log10_range=(-2.0, 3.0),   # γ = logspace over this range, both ends included
+      gammas_per_decade=2,             # 2: half-decades
+      etas_per_decade=100,             # η lattice 10^(k/100): neighbours 2.3% apart (the η_max resolution)
+      eta_window_decades=(-1.0, 0.5),  # lattice points run per (L, γ): this many decades around the exact η_max
+      num_steps=10000,                 # GD steps per run (also sets how close to η_max "converged" can tell)
+      loss_tol=1e-12,                  # "stable" = final loss below this and never non-finite (initial loss 0.5)
+      escape_fractions=(0.1, 0.5),     # escape-time runs at these fractions of the exact η_max
+      small_gamma_max=0.1,             # slope fit regimes: γ <= this (prediction 2) ...
+      large_gamma_min=100.0)           # ... and γ >= this (prediction 2/L); each needs >= 3 γ values
+  return c
+
+
 def eta_max_exact(depth, gamma):
   """2/λ_max of the Hessian at the balanced minimum (module docstring)."""
   return 2.0 * gamma ** 2 / (depth * (1.0 + gamma) ** (2.0 - 2.0 / depth))
@@ -172,10 +192,10 @@ def _load(workdir):
 
 
 def fit_slope(x, y, level=0.95, quantum=0.0) -> dict:
-  """`analyze.linear_fit`, plus, with quantum > 0 (y measured as the largest lattice point below an edge, so the true
+  """`fits.linear_fit`, plus, with quantum > 0 (y measured as the largest lattice point below an edge, so the true
   y lies in [y, y + quantum)), the range of slopes the true edges allow: the t-interval alone can be of zero width
   when the lattice points happen to be collinear."""
-  from superconsistency.analyze import linear_fit
+  from superconsistency.fits import linear_fit
   x = np.asarray(x, float)
   fit = linear_fit(x, y, level)
   dx = x - x.mean()

@@ -1,9 +1,10 @@
 """One lane trains one network; `vmap` turns a grid of lanes into one compiled program.
 
 A lane is one (base learning rate η0, γ0, seed). Everything a lane does between two measurements — drawing its
-batches, `measure_every` optimizer steps, and the measurement itself (losses, λ_max by Hessian-vector products) —
-is one jitted function, so the host only sees the loop over chunks. Width, depth and parameterization change
-shapes, so they are fixed per program (see runner.py for the loop over them).
+batches, `measure_every` optimizer steps, and the measurement itself (losses, λ_max by Hessian-vector products;
+measurements.py declares what is measured) — is one jitted function, so the host only sees the loop over chunks.
+Width, depth and parameterization change shapes, so they are fixed per program (see runner.py for the loop over
+them).
 
 A lane whose loss is non-finite or above `loss_cap` is frozen at its last good parameters and remembers the step
 at which it diverged; vmapped lanes share no arithmetic, so this never changes another lane's numbers.
@@ -16,7 +17,6 @@ at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import flax
@@ -27,44 +27,32 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from superconsistency import distributed
+from superconsistency import measurements as measurements_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import spectra
 
-METRICS = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness',
-           'feature_movement')
-VECTOR_METRICS = ('hessian_eig', 'gn_eig', 'ntk_eig', 'ntk_lr_eig')   # top-k: columns NAME_1 … NAME_k
-DENSITY_METRICS = ('density_grid', 'density')                         # written to density.csv, not metrics.csv
+# the columns every run has: the measurements that no config switch turns off
+METRICS = tuple(c for meas in measurements_lib.MEASUREMENTS if meas.enabled is measurements_lib.always
+                for c in meas.outputs)
 
 
-def metric_columns(cfg) -> tuple:
-  """The metrics.csv columns that the config's measurements produce, in a fixed order."""
-  m = cfg.measure
-  cols = list(METRICS)
-  if m.hessian_k > 1 and m.solver == 'lanczos':
-    cols += [f'hessian_eig_{i + 1}' for i in range(m.hessian_k)]
-  if cfg.optimizer.name == 'adam':
-    cols += ['adam_sharpness']
-  if m.gauss_newton:
-    cols += [f'gn_eig_{i + 1}' for i in range(m.hessian_k)] + ['residual_top']
-  if m.ntk_k > 0:
-    cols += [f'ntk_eig_{i + 1}' for i in range(m.ntk_k)] + [f'ntk_lr_eig_{i + 1}' for i in range(m.ntk_k)]
-  if m.trace_samples > 0:
-    cols += ['hessian_trace', 'hessian_trace_se']
-  if m.directional:
-    cols += ['directional_sharpness']
-  return tuple(cols)
+def metric_columns(cfg, measurements=measurements_lib.MEASUREMENTS) -> tuple:
+  """The metrics.csv columns that the config's measurements produce, in registry order."""
+  return tuple(c for meas in measurements for c in meas.columns(cfg))
 
 
-def flatten_metrics(metrics: dict, lane: int, j: int) -> dict:
-  """One lane's measurement j as scalar columns (top-k vectors spread over NAME_1 … NAME_k)."""
+def flatten_metrics(metrics: dict, lane: int, j: int, measurements=measurements_lib.MEASUREMENTS) -> dict:
+  """One lane's measurement j as scalar columns (top-k vectors spread over NAME_1 … NAME_k); the outputs that a
+  measurement writes to its own file (density.csv) are left out."""
+  owners = measurements_lib.by_output(measurements)
   row = {}
   for k, v in metrics.items():
-    if k in DENSITY_METRICS:
+    if k in owners and owners[k].writes != 'metrics.csv':
       continue
     value = v[lane, j]
-    if k in VECTOR_METRICS:
-      for i, x in enumerate(np.atleast_1d(value)):
+    if np.ndim(value) > 0:
+      for i, x in enumerate(value):
         row[f'{k}_{i + 1}'] = float(x)
     else:
       row[k] = float(value)
@@ -121,9 +109,10 @@ def stability_threshold(opt_cfg) -> float:
   return 2.0 * (1.0 + opt_cfg.momentum) if opt_cfg.name == 'sgd' else float('nan')
 
 
-def make_lane_program(model: models.Model, data, cfg, mesh=None) -> LaneProgram:
+def make_lane_program(model: models.Model, data, cfg, mesh=None,
+                      measurements=measurements_lib.MEASUREMENTS) -> LaneProgram:
   """`mesh`: with a `data` axis of size > 1, each batch is split over it (a sharding constraint; XLA adds the
-  collectives)."""
+  collectives). `measurements`: what `measure` computes, in order (default: the registry)."""
   loss_fn = models.LOSSES[cfg.loss]
   tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
   dtype = jnp.dtype(cfg.dtype)
@@ -185,79 +174,23 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None) -> LaneProgram:
     return acts[names[-1]].reshape(x.shape[0], -1)
 
   def measure(state: LaneState, hp: LaneHparams, arrays, measurement_index=0):
-    def loss_on(params, x, y):
-      return loss_fn(forward(params, state.params0, x, hp.gamma0), y)
+    apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
     xl, yl = split(arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch])
     xs, ys = split(arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch])
     out_eval = forward(state.params, state.params0, *split(arrays['eval_x']), hp.gamma0)
-    apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
-    ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, num_chunks=m.num_chunks)
+    ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, microbatches=m.microbatches)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
-    keys = jax.random.split(key, 8)
     lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
-    d_rates, _ = ravel_pytree({n: (lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
-    metrics = {}
-    if not m.hessian:   # loss curves only: no Hessian products (and no other spectra: validate enforces it)
-      lam, vec, top = jnp.asarray(jnp.nan, dtype), state.power_vec, jnp.full((m.hessian_k,), jnp.nan, dtype)
-    elif m.solver == 'power':
-      lam, vec = spectra.power_iteration(ops.hessian, state.power_vec, m.num_iters)
-      top = lam[None]
-    else:
-      res = spectra.lanczos(ops.hessian, ops.dim, m.num_iters, keys[0], k=m.hessian_k, dtype=dtype)
-      lam, vec, top = res.eigenvalues[0], res.eigenvectors[0], res.eigenvalues
-    metrics['sharpness'] = lam
-    if m.hessian_k > 1:
-      metrics['hessian_eig'] = top
-    if cfg.optimizer.name == 'sgd' or not m.hessian:   # SGD: one rate for all layers, λ_max(D½HD½) = rate·λ_max(H)
-      metrics['lr_sharpness'] = lr * next(iter(mults.values())) * lam
-      if cfg.optimizer.name == 'adam':
-        metrics['adam_sharpness'] = jnp.asarray(jnp.nan, dtype)
-    else:
-      metrics['lr_sharpness'] = spectra.lanczos(spectra.weighted(ops.hessian, d_rates), ops.dim, m.num_iters,
-                                                keys[1], dtype=dtype).eigenvalues[0]
-      d_adam = spectra.adam_preconditioner(state.opt_state, state.params, lr, cfg.optimizer.b1, cfg.optimizer.b2,
-                                           cfg.optimizer.eps, mults, grad_scale)
-      adam_sharpness = spectra.lanczos(spectra.weighted(ops.hessian, d_adam), ops.dim, m.num_iters, keys[2],
-                                       dtype=dtype).eigenvalues[0]
-      metrics['adam_sharpness'] = jnp.where(state.step > 0, adam_sharpness, jnp.nan)   # no v̂ before a step
-    if m.gauss_newton:
-      metrics['gn_eig'] = spectra.lanczos(ops.gauss_newton, ops.dim, m.num_iters, keys[3], k=m.hessian_k,
-                                          dtype=dtype).eigenvalues
-      metrics['residual_top'] = spectra.lanczos(ops.residual, ops.dim, m.num_iters, keys[4], dtype=dtype).eigenvalues[0]
-    if m.ntk_k > 0:
-      xn = arrays['measure_x'][:m.ntk_batch]
-      f = lambda params: apply_fn(params, xn)
-      metrics['ntk_eig'] = spectra.ntk_eigenvalues(f, state.params, k=m.ntk_k, num_iters=m.num_iters, key=keys[5])
-      ntk_lr = spectra.ntk_weighted(apply_fn, state.params, xn, d_rates)
-      out_dim = math.prod(jax.eval_shape(lambda p: apply_fn(p, xn), state.params).shape)
-      metrics['ntk_lr_eig'] = spectra.lanczos(ntk_lr, out_dim, m.num_iters, keys[5],
-                                              k=m.ntk_k, dtype=dtype).eigenvalues
-    if m.trace_samples > 0:
-      est = spectra.hutchinson(ops.hessian, ops.dim, m.trace_samples, keys[6], dtype=dtype)
-      metrics['hessian_trace'], metrics['hessian_trace_se'] = est.trace, est.stderr
-    if m.directional:
-      g, _ = ravel_pytree(jax.grad(lambda p: loss_on(p, xs, ys))(state.params))
-      metrics['directional_sharpness'] = spectra.directional_sharpness(ops.hessian, g)
-    h0, h = features(state.params0, xs), features(state.params, xs)
-    metrics['feature_movement'] = jnp.linalg.norm(h - h0) / jnp.linalg.norm(h0)
-    if m.density_every > 0:
-      def density(_):
-        dens = spectra.slq_density(ops.hessian, ops.dim, m.num_iters, m.density_vectors, keys[7],
-                                   grid_size=m.density_grid, dtype=dtype)
-        return dens.grid, dens.density
-      def skip(_):
-        return jnp.full((m.density_grid,), jnp.nan, dtype), jnp.full((m.density_grid,), jnp.nan, dtype)
-      metrics['density_grid'], metrics['density'] = jax.lax.cond(measurement_index % m.density_every == 0,
-                                                                 density, skip, None)
-    metrics.update(
-        train_loss=loss_on(state.params, xl, yl),
-        batch_loss=jnp.where(state.loss_count > 0, state.loss_sum / jnp.maximum(state.loss_count, 1), jnp.nan),
-        eval_loss=loss_fn(out_eval, arrays['eval_y']),
-        eval_accuracy=(models.accuracy(out_eval, arrays['eval_y']) if data.spec.task != 'regression'
-                       else jnp.asarray(jnp.nan)))   # no accuracy for real-valued targets
+    rates, _ = ravel_pytree({n: (lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
+    ctx = measurements_lib.Context(
+        cfg=cfg, state=state, hp=hp, arrays=arrays, index=measurement_index, dtype=dtype, key=key,
+        apply_fn=apply_fn, loss_fn=loss_fn, task=data.spec.task, loss_batch=(xl, yl), sharpness_batch=(xs, ys),
+        eval_outputs=out_eval, ops=ops, lr=lr, lr_multipliers=mults, rates=rates, grad_scale=grad_scale,
+        features=features)
+    metrics, done = measurements_lib.run(measurements, ctx)
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}
     new_state = state.replace(loss_sum=jnp.zeros_like(state.loss_sum), loss_count=jnp.zeros_like(state.loss_count),
-                              power_vec=vec.astype(dtype) if m.solver == 'power' else state.power_vec)
+                              power_vec=done['power_vec'].astype(dtype) if 'power_vec' in done else state.power_vec)
     return new_state, metrics
 
   def chunk(state, hp, arrays, measurement_index=0):
@@ -287,8 +220,8 @@ class Sweep(NamedTuple):
   num_chunks: int
 
 
-def compile_sweep(model, data, cfg, hp: LaneHparams, mesh) -> Sweep:
-  program = make_lane_program(model, data, cfg, mesh)
+def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
+  program = make_lane_program(model, data, cfg, mesh, measurements)
   num_lanes = int(hp.lr.shape[0])
   hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(num_lanes, mesh))
   lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)

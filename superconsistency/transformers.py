@@ -1,7 +1,10 @@
-"""Pure-JAX transformers in multiplier form: a ViT and a GPT-2-style decoder, each a `models.Model`.
+"""Pure-JAX transformers in multiplier form: a ViT and a GPT-2-style decoder, each a `layers.Model`.
 
-Same contract as models.py: raw weights in a flat dict, every layer names its kind, the parameterization supplies
-init scale, forward multiplier and learning-rate multiplier per kind. The rules specific to transformers:
+Same contract as models.py: raw weights in a flat dict, `Model.layers` gives every weight's kind, fan-in and
+multiplier, and the parameterization supplies init scale, forward multiplier and learning-rate multiplier per kind.
+The blocks' weights are stacked: `blocks_q`, `blocks_k`, `blocks_v`, `blocks_o`, `blocks_mlp_in`, `blocks_mlp_out`
+each hold that matrix of every block along a leading axis, and the blocks run with lax.scan, so compile time does
+not grow with depth. The rules specific to transformers:
 
 - Lookups (token embedding, learned positions, CLS token) are kind 'input' with fan-in 1. A lookup is a one-hot
   vector times a matrix, and a one-hot has norm 1, not sqrt(V): its effective fan-in is 1. So every
@@ -14,15 +17,16 @@ init scale, forward multiplier and learning-rate multiplier per kind. The rules 
 - Attention logits are q·k/d_head under μP and Depth-μP (`param.mean_field`) and q·k/sqrt(d_head) otherwise.
   Under μP, q and k become correlated during training, so q·k grows like d_head; 1/d_head keeps the logits Θ(1)
   (Tensor Programs V). At init the μP logits are O(1/sqrt(d_head)): attention starts near uniform.
-- LayerNorm has no learnable gain or bias: the parameterization's layer kinds cover weight matrices only.
-  No biases anywhere, as in the rest of the package.
+- LayerNorm (layers.layer_norm over the last axis, eps 1e-5) has no learnable gain or bias: the parameterization's
+  layer kinds cover weight matrices only. No biases anywhere, as in the rest of the package.
 - The readout is kind 'readout' with fan-in N (μP: 1/N on the logits), divided by γ0 like the other models.
 - Tied GPT readout (tied=True): logits = h @ Eᵀ · pz.forward_multiplier(·, 'readout', N, N) / γ0 on the raw
-  embedding E, while the lookup keeps multiplier 1. E is one parameter and keeps kind 'input' (its learning rate
-  is the input rule; with Adam under μP 'sc' that is η0 rather than the readout's η0·γ0, equal at γ0 = 1). The
-  logits still carry the readout's 1/N under μP, and the lookups stay Θ(1). Two consequences: under μP the logit
-  of each input token starts Θ(1) rather than O(1/sqrt(N)) (the residual stream still holds E[x_t]); under SP
-  (multiplier 1 on N(0, 1) entries) the tied logits start O(sqrt(N)), so tie only under ntk, mup or depth_mup.
+  embedding E, while the lookup keeps multiplier 1. E is one parameter and keeps kind 'input' (its Layer describes
+  the lookup; its learning rate is the input rule; with Adam under μP 'sc' that is η0 rather than the readout's
+  η0·γ0, equal at γ0 = 1). The logits still carry the readout's 1/N under μP, and the lookups stay Θ(1). Two
+  consequences: under μP the logit of each input token starts Θ(1) rather than O(1/sqrt(N)) (the residual stream
+  still holds E[x_t]); under SP (multiplier 1 on N(0, 1) entries) the tied logits start O(sqrt(N)), so tie only
+  under a parameterization with a 1/sqrt(fan-in) multiplier (ntk, mup, depth_mup).
 """
 from __future__ import annotations
 
@@ -31,34 +35,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-from superconsistency import models
 from superconsistency import parameterization as pz
+from superconsistency.layers import Model, init_layers, layer, layer_norm
 
 POOLS = ('cls', 'mean')
 POSITIONS = ('learned', 'rotary')
 ROTARY_BASE = 10000.0
-
-
-def _init(key, shapes, fan_ins, kinds, param, dtype):
-  """Raw weights pz.init_std(kind, fan-in)·N(0, 1), as models._init_layers, with explicit fan-ins (a lookup
-  table's fan-in is 1, not its number of rows). One normal draw is cut into all layers: a draw per layer puts one
-  random-bits kernel per layer into the compiled program, which made compiling init the slowest part at depth 8.
-  """
-  sizes = [math.prod(s) for s in shapes.values()]
-  flat = jax.random.normal(key, (sum(sizes),), dtype)
-  params, start = {}, 0
-  for (name, shape), size in zip(shapes.items(), sizes):
-    std = pz.init_std(param, kinds[name], fan_ins[name])
-    params[name] = std * flat[start:start + size].reshape(shape)
-    start += size
-  return params
-
-
-def layer_norm(x, eps=1e-6):
-  """Normalizes the last axis; no gain or bias (the parameterization has no kind for them)."""
-  mean = x.mean(-1, keepdims=True)
-  var = jnp.square(x - mean).mean(-1, keepdims=True)
-  return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
 def attention_scale(param: pz.Parameterization, d_head: int) -> float:
@@ -98,36 +80,30 @@ def _check_heads(width, heads):
 BLOCK_PARTS = ('q', 'k', 'v', 'o', 'mlp_in', 'mlp_out')
 
 
-def _block_layers(shapes, fan_ins, kinds, width, depth, mlp_ratio):
+def _block_layers(param, width, depth, mlp_ratio) -> dict:
+  """{blocks_<part>: Layer}: each block matrix of every block, stacked along a leading axis of `depth`."""
   part_shapes = {'q': (width, width), 'k': (width, width), 'v': (width, width), 'o': (width, width),
                  'mlp_in': (width, mlp_ratio * width), 'mlp_out': (mlp_ratio * width, width)}
-  for i in range(depth):
-    for part in BLOCK_PARTS:
-      name = f'block{i:02d}_{part}'
-      shapes[name], fan_ins[name], kinds[name] = part_shapes[part], part_shapes[part][0], 'branch'
+  return {f'blocks_{part}': layer(param, width, 'branch', (depth, *part_shapes[part]), stacked=depth)
+          for part in BLOCK_PARTS}
 
 
-def _make_blocks(param, width, depth, heads, mlp_ratio, causal, positions):
-  """Returns blocks(params, x_BxTxN) -> (x, {blockNN: residual stream after block NN}).
-
-  The blocks run under lax.scan over their weights, stacked inside the forward pass: params keep one name per
-  layer (so kinds and per-layer rules stay per layer), and compile time grows little with depth (the stack is one
-  copy of the block weights per forward pass, small next to the matmuls on B·T tokens).
-  """
+def _make_blocks(param, layers, width, depth, heads, causal, positions):
+  """Returns blocks(params, x_BxTxN, with_activations) -> (x, {blockNN: residual stream after block NN} or {}),
+  the blocks run by lax.scan over the stacked `blocks_<part>` weights."""
   d_head = _check_heads(width, heads)
   if positions == 'rotary' and d_head % 2:
     raise ValueError(f'rotary positions need an even head dimension; width {width} / heads {heads} = {d_head}')
-  m_width = pz.forward_multiplier(param, 'branch', width, width)                # q, k, v, o, mlp_in: fan-in N
-  m_mlp_out = pz.forward_multiplier(param, 'branch', mlp_ratio * width, width)  # mlp_out: fan-in mlp_ratio·N
+  mult = {part: layers[f'blocks_{part}'].multiplier for part in BLOCK_PARTS}
   b = pz.branch_multiplier(param, depth)
   scale = attention_scale(param, d_head)
 
   def attention(w, h_BxTxN):
     B, T, _ = h_BxTxN.shape
     split = lambda z: z.reshape(B, T, heads, d_head)
-    q = split(m_width * (h_BxTxN @ w['q']))
-    k = split(m_width * (h_BxTxN @ w['k']))
-    v = split(m_width * (h_BxTxN @ w['v']))
+    q = split(mult['q'] * (h_BxTxN @ w['q']))
+    k = split(mult['k'] * (h_BxTxN @ w['k']))
+    v = split(mult['v'] * (h_BxTxN @ w['v']))
     if positions == 'rotary':
       pos = jnp.arange(T)
       q, k = rotary(q, pos), rotary(k, pos)
@@ -137,29 +113,32 @@ def _make_blocks(param, width, depth, heads, mlp_ratio, causal, positions):
       logits = jnp.where(mask_TxT, logits, jnp.finfo(logits.dtype).min)
     probs = jax.nn.softmax(logits, axis=-1)
     out = jnp.einsum('bhqk,bkhd->bqhd', probs, v).reshape(B, T, width)
-    return m_width * (out @ w['o'])
+    return mult['o'] * (out @ w['o'])
 
   def mlp(w, h_BxTxN):
-    z = jax.nn.gelu(m_width * (h_BxTxN @ w['mlp_in']))
-    return m_mlp_out * (z @ w['mlp_out'])
+    z = jax.nn.gelu(mult['mlp_in'] * (h_BxTxN @ w['mlp_in']))
+    return mult['mlp_out'] * (z @ w['mlp_out'])
 
-  def block(x_BxTxN, w):
-    x_BxTxN = x_BxTxN + b * attention(w, layer_norm(x_BxTxN))
-    x_BxTxN = x_BxTxN + b * mlp(w, layer_norm(x_BxTxN))
-    return x_BxTxN, x_BxTxN
+  def blocks(params, x_BxTxN, with_activations=False):
+    def block(x_BxTxN, w):
+      x_BxTxN = x_BxTxN + b * attention(w, layer_norm(x_BxTxN, -1))
+      x_BxTxN = x_BxTxN + b * mlp(w, layer_norm(x_BxTxN, -1))
+      return x_BxTxN, (x_BxTxN if with_activations else None)
 
-  def blocks(params, x_BxTxN):
-    stacked = {part: jnp.stack([params[f'block{i:02d}_{part}'] for i in range(depth)]) for part in BLOCK_PARTS}
+    stacked = {part: params[f'blocks_{part}'] for part in BLOCK_PARTS}
     x_BxTxN, per_block_LxBxTxN = jax.lax.scan(block, x_BxTxN, stacked)
+    if not with_activations:
+      return x_BxTxN, {}
     return x_BxTxN, {f'block{i:02d}': per_block_LxBxTxN[i] for i in range(depth)}
 
   return blocks
 
 
 def vit(image_shape, num_classes: int, width: int, depth: int, param: pz.Parameterization, dtype=jnp.float32, *,
-        patch: int = 4, heads: int = 4, mlp_ratio: int = 4, pool: str = 'cls') -> models.Model:
+        patch: int = 4, heads: int = 4, mlp_ratio: int = 4, pool: str = 'cls') -> Model:
   """Vision transformer: patch embedding + learned positions (+ CLS token), `depth` pre-LN blocks, final LN,
-  readout on the CLS token ('cls') or the mean over patch tokens ('mean'). Model.depth = number of blocks."""
+  readout on the CLS token ('cls') or the mean over patch tokens ('mean'). Model.depth = number of blocks.
+  Activations: `embed`, the residual stream after each block `block00`…, `readout`."""
   if pool not in POOLS:
     raise ValueError(f'unknown pool {pool!r}; allowed: {", ".join(POOLS)}')
   if depth < 1:
@@ -170,17 +149,14 @@ def vit(image_shape, num_classes: int, width: int, depth: int, param: pz.Paramet
   num_patches = (h // patch) * (w // patch)
   num_tokens = num_patches + (pool == 'cls')
   patch_dim = patch * patch * c
-  shapes = {'patch_embed': (patch_dim, width), 'pos_embed': (num_tokens, width)}
-  fan_ins = {'patch_embed': patch_dim, 'pos_embed': 1}
-  kinds = {'patch_embed': 'input', 'pos_embed': 'input'}
+  layers = {'patch_embed': layer(param, width, 'input', (patch_dim, width)),
+            'pos_embed': layer(param, width, 'input', (num_tokens, width), fan_in=1)}
   if pool == 'cls':
-    shapes['cls'], fan_ins['cls'], kinds['cls'] = (width,), 1, 'input'
-  _block_layers(shapes, fan_ins, kinds, width, depth, mlp_ratio)
-  shapes['readout'], fan_ins['readout'], kinds['readout'] = (width, num_classes), width, 'readout'
-  m_patch = pz.forward_multiplier(param, 'input', patch_dim, width)
-  m_lookup = pz.forward_multiplier(param, 'input', 1, width)
-  m_out = pz.forward_multiplier(param, 'readout', width, width)
-  blocks = _make_blocks(param, width, depth, heads, mlp_ratio, causal=False, positions='learned')
+    layers['cls'] = layer(param, width, 'input', (width,), fan_in=1)
+  layers.update(_block_layers(param, width, depth, mlp_ratio))
+  layers['readout'] = layer(param, width, 'readout', (width, num_classes))
+  m_patch, m_pos, m_out = (layers[n].multiplier for n in ('patch_embed', 'pos_embed', 'readout'))
+  blocks = _make_blocks(param, layers, width, depth, heads, causal=False, positions='learned')
 
   def apply(params, x_BxHxWxC, gamma0=1.0, with_activations=False):
     if tuple(x_BxHxWxC.shape[1:]) != (h, w, c):
@@ -189,44 +165,41 @@ def vit(image_shape, num_classes: int, width: int, depth: int, param: pz.Paramet
     x = x_BxHxWxC.reshape(B, h // patch, patch, w // patch, patch, c).transpose(0, 1, 3, 2, 4, 5)
     x_BxPxN = m_patch * (x.reshape(B, num_patches, patch_dim) @ params['patch_embed'])
     if pool == 'cls':
-      cls_Bx1xN = jnp.broadcast_to(m_lookup * params['cls'], (B, 1, width))
+      cls_Bx1xN = jnp.broadcast_to(layers['cls'].multiplier * params['cls'], (B, 1, width))
       x_BxPxN = jnp.concatenate([cls_Bx1xN, x_BxPxN], axis=1)
-    x_BxPxN = x_BxPxN + m_lookup * params['pos_embed'][None]
+    x_BxPxN = x_BxPxN + m_pos * params['pos_embed'][None]
     acts = {'embed': x_BxPxN}
-    x_BxPxN, block_acts = blocks(params, x_BxPxN)
+    x_BxPxN, block_acts = blocks(params, x_BxPxN, with_activations)
     acts.update(block_acts)
-    x_BxPxN = layer_norm(x_BxPxN)
+    x_BxPxN = layer_norm(x_BxPxN, -1)
     pooled_BxN = x_BxPxN[:, 0] if pool == 'cls' else x_BxPxN.mean(axis=1)
     out = m_out * (pooled_BxN @ params['readout']) / gamma0
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  init = lambda key: _init(key, shapes, fan_ins, kinds, param, dtype)
-  return models.Model(init, apply, kinds, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)
 
 
 def gpt2(vocab_size: int, seq_len: int, width: int, depth: int, param: pz.Parameterization, dtype=jnp.float32, *,
-         heads: int = 4, mlp_ratio: int = 4, positions: str = 'learned', tied: bool = False) -> models.Model:
+         heads: int = 4, mlp_ratio: int = 4, positions: str = 'learned', tied: bool = False) -> Model:
   """Decoder-only LM on int tokens x_BxT (T <= seq_len): token lookup (+ learned positions, or rotary q/k),
   `depth` pre-LN causal blocks, final LN, logits (B, T, V) divided by γ0. Untied readout unless tied=True (then the
-  embedding matrix serves as readout with the readout's forward multiplier; see the module docstring)."""
+  embedding matrix serves as readout with the readout's forward multiplier; see the module docstring).
+  Activations: `embed`, the residual stream after each block `block00`…, `readout`."""
   if positions not in POSITIONS:
     raise ValueError(f'unknown positions {positions!r}; allowed: {", ".join(POSITIONS)}')
   if depth < 1:
     raise ValueError(f'gpt2 needs at least one block, got depth {depth}')
   if seq_len < 1 or vocab_size < 1:
     raise ValueError(f'seq_len and vocab_size must be positive, got {seq_len} and {vocab_size}')
-  shapes = {'embed': (vocab_size, width)}
-  fan_ins = {'embed': 1}
-  kinds = {'embed': 'input'}
+  layers = {'embed': layer(param, width, 'input', (vocab_size, width), fan_in=1)}
   if positions == 'learned':
-    shapes['pos_embed'], fan_ins['pos_embed'], kinds['pos_embed'] = (seq_len, width), 1, 'input'
-  _block_layers(shapes, fan_ins, kinds, width, depth, mlp_ratio)
+    layers['pos_embed'] = layer(param, width, 'input', (seq_len, width), fan_in=1)
+  layers.update(_block_layers(param, width, depth, mlp_ratio))
   if not tied:
-    shapes['readout'], fan_ins['readout'], kinds['readout'] = (width, vocab_size), width, 'readout'
-  m_lookup = pz.forward_multiplier(param, 'input', 1, width)
-  m_out = pz.forward_multiplier(param, 'readout', width, width)
-  blocks = _make_blocks(param, width, depth, heads, mlp_ratio, causal=True, positions=positions)
+    layers['readout'] = layer(param, width, 'readout', (width, vocab_size))
+  m_out = pz.forward_multiplier(param, 'readout', width, width)   # also the tied readout's: fan-in N
+  blocks = _make_blocks(param, layers, width, depth, heads, causal=True, positions=positions)
 
   def apply(params, x_BxT, gamma0=1.0, with_activations=False):
     if x_BxT.ndim != 2 or not jnp.issubdtype(x_BxT.dtype, jnp.integer):
@@ -234,17 +207,16 @@ def gpt2(vocab_size: int, seq_len: int, width: int, depth: int, param: pz.Parame
     T = x_BxT.shape[1]
     if not 1 <= T <= seq_len:
       raise ValueError(f'sequence length {T} is outside 1..{seq_len} (seq_len the model was built for)')
-    x_BxTxN = m_lookup * params['embed'][x_BxT]
+    x_BxTxN = layers['embed'].multiplier * params['embed'][x_BxT]
     if positions == 'learned':
-      x_BxTxN = x_BxTxN + m_lookup * params['pos_embed'][None, :T]
+      x_BxTxN = x_BxTxN + layers['pos_embed'].multiplier * params['pos_embed'][None, :T]
     acts = {'embed': x_BxTxN}
-    x_BxTxN, block_acts = blocks(params, x_BxTxN)
+    x_BxTxN, block_acts = blocks(params, x_BxTxN, with_activations)
     acts.update(block_acts)
-    x_BxTxN = layer_norm(x_BxTxN)
+    x_BxTxN = layer_norm(x_BxTxN, -1)
     w_out_NxV = params['embed'].T if tied else params['readout']
     out = m_out * (x_BxTxN @ w_out_NxV) / gamma0
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  init = lambda key: _init(key, shapes, fan_ins, kinds, param, dtype)
-  return models.Model(init, apply, kinds, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)

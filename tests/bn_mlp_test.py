@@ -37,32 +37,34 @@ def test_orthogonal_init_gives_orthogonal_effective_weights(p_name):
   n = 32
   m = models.bn_mlp(20, 10, n, 3, p, activation='linear')
   params = m.init(jax.random.PRNGKey(0))
-  eff = {k: np.asarray(w, np.float64) * pz.forward_multiplier(p, m.kinds[k], w.shape[0], n)
-         for k, w in params.items()}
-  for k in ('hidden_001', 'hidden_002', 'hidden_003'):
-    np.testing.assert_allclose(eff[k].T @ eff[k], np.eye(n), atol=1e-5)
+  fan_in = {'input': 20, 'hidden': n, 'readout': n}
+  eff = {k: np.asarray(w, np.float64) * pz.forward_multiplier(p, k, fan_in[k], n) for k, w in params.items()}
+  assert eff['hidden'].shape == (3, n, n)
+  for w in eff['hidden']:
+    np.testing.assert_allclose(w.T @ w, np.eye(n), atol=1e-5)
   np.testing.assert_allclose(eff['input'] @ eff['input'].T, np.eye(20), atol=1e-5)      # 20×32: orthonormal rows
   readout_scale = 1.0 / n if p.mean_field else 1.0   # μP keeps its vanishing readout: semi-orthogonal / √N
   np.testing.assert_allclose(eff['readout'].T @ eff['readout'], readout_scale * np.eye(10), atol=1e-5)
-  assert not np.allclose(eff['hidden_001'], eff['hidden_002'])
+  assert not np.allclose(eff['hidden'][0], eff['hidden'][1])
   gauss = models.bn_mlp(20, 10, n, 3, p, activation='linear', weight_init='gaussian').init(jax.random.PRNGKey(0))
-  assert float(jnp.std(gauss['hidden_001'])) == pytest.approx(pz.init_std(p, 'hidden', n), rel=0.1)
+  assert float(jnp.std(gauss['hidden'][0])) == pytest.approx(pz.init_std(p, 'hidden', n), rel=0.1)
 
 
 def _reference_forward(params, x, p, n, activation, center, k):
-  """The BN-MLP written out in numpy float64, from the definition in the docstring."""
+  """The BN-MLP written out in numpy float64, from the definition in the docstring: a loop over the slices of the
+  stacked hidden weights."""
   act = {'tanh': np.tanh, 'sin': np.sin, 'linear': lambda v: v, 'relu': lambda v: np.maximum(v, 0)}[activation]
   w = {name: np.asarray(v, np.float64) for name, v in params.items()}
-  mult = lambda name, kind: pz.forward_multiplier(p, kind, w[name].shape[0], n)
-  h = np.asarray(x, np.float64) @ w['input'] * mult('input', 'input')
-  depth = len(w) - 2
+  mult = lambda name: pz.forward_multiplier(p, name, w[name].shape[-2], n)   # the kinds are the names here
+  h = np.asarray(x, np.float64) @ w['input'] * mult('input')
+  depth = w['hidden'].shape[0]
   for l in range(1, depth + 1):
-    z = h @ w[f'hidden_{l:03d}'] * mult(f'hidden_{l:03d}', 'hidden')
+    z = h @ w['hidden'][l - 1] * mult('hidden')
     if center:
       z = z - z.mean(0)
     z = z / np.sqrt((z ** 2).mean(0) + 1e-5)
     h = act(l ** (-k) * z)
-  return h @ w['readout'] * mult('readout', 'readout')
+  return h @ w['readout'] * mult('readout')
 
 
 @pytest.mark.parametrize('activation,center,k', [('tanh', False, 0.4), ('sin', True, 0.0), ('relu', True, 0.3)])
@@ -74,8 +76,9 @@ def test_forward_matches_numpy(activation, center, k):
   out, acts = m.apply(params, x, 2.0, with_activations=True)
   np.testing.assert_allclose(out, _reference_forward(params, x, p, 16, activation, center, k) / 2.0,
                              rtol=2e-4, atol=1e-5)
-  assert list(acts) == ['input'] + [f'{s}_{l:03d}' for l in range(1, 5) for s in ('hidden', 'block')] + ['readout']
-  assert m.depth == 4 and m.kinds['readout'] == 'readout' and 'block_001' not in m.kinds
+  assert list(acts) == ['input'] + [f'block_{l:03d}' for l in range(1, 5)] + ['readout']
+  assert m.depth == 4 and m.kinds == {'input': 'input', 'hidden': 'hidden', 'readout': 'readout'}
+  assert m.layers['hidden'].stacked == 4 and m.layers['hidden'].shape == (4, 16, 16)
 
 
 def test_make_model_reads_the_config_and_refuses_what_cannot_run():
@@ -83,7 +86,7 @@ def test_make_model_reads_the_config_and_refuses_what_cannot_run():
   m = models.make_model(cfg, data_lib.DataSpec('mnist1d', (40,), 10), 32, 5, pz.Parameterization('mup'), jnp.float32)
   params = m.init(jax.random.PRNGKey(0))
   assert params['input'].shape == (40, 32) and params['readout'].shape == (32, 10) and m.depth == 5
-  eff = params['hidden_003'] / math.sqrt(32)        # orthogonal by default
+  eff = params['hidden'][2] / math.sqrt(32)        # orthogonal by default
   np.testing.assert_allclose(eff.T @ eff, np.eye(32), atol=1e-5)
   with pytest.raises(ValueError, match='residual'):
     models.bn_mlp(40, 10, 32, 5, pz.Parameterization('depth_mup'))
@@ -102,9 +105,12 @@ def test_gradient_norms_are_of_the_effective_weights():
     params = m.init(jax.random.PRNGKey(0))
     out[name] = (bn_depth.layer_gradient_norms(m, params, x, y, models.cross_entropy),
                  bn_depth.layer_gradient_norms(m, params, x, y, models.cross_entropy, effective=False))
-  for layer, fan_in in (('input', 24), ('hidden_002', 32), ('readout', 32)):
-    assert float(out['ntk'][0][layer]) == pytest.approx(float(out['sp'][0][layer]), rel=1e-3)
-    assert float(out['ntk'][1][layer]) == pytest.approx(float(out['sp'][1][layer]) / math.sqrt(fan_in), rel=1e-3)
+  pick = lambda norms, layer: norms[layer][1] if layer == 'hidden' else norms[layer]   # hidden: the second block's
+  assert out['sp'][0]['hidden'].shape == (3,)                                       # one norm per block
+  for layer, fan_in in (('input', 24), ('hidden', 32), ('readout', 32)):
+    assert float(pick(out['ntk'][0], layer)) == pytest.approx(float(pick(out['sp'][0], layer)), rel=1e-3)
+    assert float(pick(out['ntk'][1], layer)) == pytest.approx(float(pick(out['sp'][1], layer)) / math.sqrt(fan_in),
+                                                              rel=1e-3)
 
 
 def test_bn_depth_result_at_init():
@@ -123,7 +129,7 @@ def test_bn_depth_result_at_init():
   for depth in depths:
     m = models.bn_mlp(n, 10, n, depth, p, activation='linear', weight_init='orthogonal')
     init_gauss = models.bn_mlp(n, 10, n, depth, p, activation='linear', weight_init='gaussian').init
-    grad_w1 = jax.jit(lambda params: bn_depth.layer_gradient_norms(m, params, x, y, models.cross_entropy)['hidden_001'])
+    grad_w1 = jax.jit(lambda params: bn_depth.layer_gradient_norms(m, params, x, y, models.cross_entropy)['hidden'][0])
     for init, key in (('orthogonal', m.init), ('gaussian', init_gauss)):
       log_norm[init].append(np.mean([np.log(float(grad_w1(key(jax.random.PRNGKey(s))))) for s in seeds]))
   ortho, gauss = np.array(log_norm['orthogonal']), np.array(log_norm['gaussian'])
@@ -153,6 +159,6 @@ def test_vmapped_orthogonal_init_has_no_lapack_call():
   m = models.bn_mlp(12, 10, 16, 3, pz.Parameterization('sp'), activation='linear', weight_init='orthogonal')
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   assert 'custom_call' not in jax.jit(jax.vmap(m.init)).lower(keys).as_text()
-  q = np.asarray(jax.vmap(m.init)(keys)['hidden_001'][1])
+  q = np.asarray(jax.vmap(m.init)(keys)['hidden'][1, 0])
   q = q / np.linalg.norm(q[:, 0])
   np.testing.assert_allclose(q.T @ q, np.eye(16), atol=1e-5)

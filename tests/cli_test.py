@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from conftest import ROOT
-from superconsistency import results
 
 SHRINK = ['--config.widths=(8,16)', '--config.sweep.lrs.mup=(0.25,1.0,1e6)', '--config.sweep.lrs.ntk=(1.0,4.0)',
           '--config.num_steps=6', '--config.measure_every=3', '--config.measure.loss_batch=64',
@@ -77,6 +76,18 @@ def test_refuses_to_overwrite_finished_run_and_redraws_plots(finished_run):
     ('--config.model.name=transformer', 'model.name'),
     ('--config.num_steps=7', 'num_steps'),
     ('--config.data.name=imagenet', 'data.name'),
+    # fields the chosen model, data set or experiment does not read are not in the config at all
+    ('--config.model.norm=batch', 'model.norm'),
+    ('--config.data.teacher_width=0', 'data.teacher_width'),
+    ('--config.bn_depth.width=0', 'bn_depth'),
+    ('--config.optimizer.b1=0.5', 'optimizer.b1'),
+    # switching a block's choice without its options (the block still carries the old choice's fields)
+    ('--config.data.name=teacher_student', 'data.'),
+    ('--config.model.name=resnet', 'model.'),
+    # malformed values that used to pass validation and fail after the sweep
+    ('--config.coord_check.widths=(64,-8)', 'coord_check.widths'),
+    ('--config.coord_check.seeds=()', 'coord_check.seeds'),
+    ('--config.measure.microbatches=3', 'measure.microbatches'),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, override, field):
   workdir = tmp_path / 'never'

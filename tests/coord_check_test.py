@@ -4,6 +4,7 @@ import functools
 import jax.numpy as jnp
 import pytest
 
+from superconsistency import config as config_lib
 from superconsistency import coord_check
 from superconsistency import data as data_lib
 from superconsistency import parameterization as pz
@@ -15,7 +16,7 @@ def _slopes(p_name, optimizer):
   c = load_config('quickstart')
   c.coord_check.widths = (128, 256, 512, 1024)
   c.coord_check.seeds = (0, 1)
-  c.optimizer.name = optimizer
+  config_lib.set_optimizer(c, optimizer)
   data = data_lib.make_data(c.data, c.num_steps, c.coord_check.batch, jnp.float32)
   _, slopes = coord_check.run(c, data, pz.Parameterization(p_name), 3)
   return {s['kind']: s for s in slopes}

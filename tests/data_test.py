@@ -19,12 +19,14 @@ KEY = jax.random.PRNGKey(7)
 
 
 def _cfg(name, mode, seed=0, **fields):
-  return ml_collections.ConfigDict(dict(name=name, mode=mode, batch_size=B, num_train=NUM_TRAIN, num_eval=NUM_EVAL,
-                                        seed=seed, **fields))
+  sizes = {k: v for k, v in dict(num_train=NUM_TRAIN).items() if k in D.data_options(name)}
+  return ml_collections.ConfigDict(dict(name=name, mode=mode, batch_size=B, num_eval=NUM_EVAL, seed=seed, **sizes,
+                                        **fields))
 
 
 def _small_cfg(name, mode, seed=0, **fields):
-  return _cfg(name, mode, seed, **SMALL, **FIELDS.get(name, {}), **fields)
+  small = {k: v for k, v in SMALL.items() if k in D.data_options(name)}   # only the options this data set has
+  return _cfg(name, mode, seed, **small, **FIELDS.get(name, {}), **fields)
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +99,7 @@ def test_image_presets_and_defaults(monkeypatch):
   assert built['shape'] == (32, 32, 3) and built['num_classes'] == 10 and built['augment'] is False
   (shape, classes) = D.IMAGE_PRESETS['imagenet']
   generator = D._Images(shape, classes, 1.0, shape[0] // 8, jnp.dtype(jnp.float32))
-  arrays = jax.eval_shape(D._generated_arrays, KEY, generator, 'online', 0, 8, 4)
+  arrays = jax.eval_shape(D.generated_arrays, KEY, generator, 'online', 0, 8, 4)
   assert arrays['templates'].shape == (1000, 224, 224, 3) and arrays['eval_x'].shape == (8, 224, 224, 3)
 
 
@@ -299,3 +301,9 @@ def test_augment_field_crops_and_flips_generated_training_images_and_unknown_nam
   np.testing.assert_array_equal(augmented.arrays['measure_x'], plain.arrays['measure_x'])
   with pytest.raises(ValueError, match='unknown dataset'):
     D.make_data(_cfg('cifar5m', 'epoch'), 1, 4, jnp.float32)
+
+
+def test_a_field_the_data_set_does_not_read_is_refused_with_its_name():
+  with pytest.raises(ValueError, match='data.teacher_width is not read by dataset .mnist1d.'):
+    D.make_data(_cfg('mnist1d', 'epoch', teacher_width=3), 1, NUM_MEASURE, jnp.float32)
+  assert 'teacher_width' in D.data_options('teacher_student') and 'teacher_width' not in D.data_options('staircase')

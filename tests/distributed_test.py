@@ -121,7 +121,7 @@ def test_two_processes_stopped_by_sigterm_resume_to_the_same_bytes(two_processes
   finally:
     os.environ.pop('FAULT') if env_fault is None else os.environ.__setitem__('FAULT', env_fault)
   assert r.returncode == 143, (r.stdout[-2000:], r.stderr[-3000:])
-  assert 'SIGTERM: saved checkpoint' in r.stderr
+  assert 'SIGTERM: saved a checkpoint' in r.stderr
   assert len(os.listdir(workdir / 'checkpoints')) == 1
   r = _local(workdir, ['--config.mesh.sweep=4'])
   assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])

@@ -1,34 +1,124 @@
-"""The README's parameterization table is the one the code generates, and its commands are the ones CI runs."""
+"""The docs hold together: README is a short front door whose commands CI runs, every relative link lands on a
+file (and heading) that exists, nothing points outside the repository, and every entry point answers --help."""
+import glob
+import json
 import os
+import re
+import subprocess
+import sys
+
+import pytest
 
 from conftest import ROOT
-from superconsistency import parameterization as pz
+
+# Built from parts, so that this file does not itself mention what it looks for.
+OUTSIDE_REFERENCES = ('../' + 'shared', 'SCIENCE' + '.md')
+ENTRY_POINTS = ('superconsistency', 'superconsistency.analyze', 'superconsistency.plot', 'superconsistency.gallery',
+                'superconsistency.prepare')
 
 
-def test_readme_table_matches_code():
-  with open(os.path.join(ROOT, 'README.md')) as f:
-    readme = f.read()
-  assert pz.table() in readme
+def _read(path):
+  with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+    return f.read()
+
+
+def _markdown_pages():
+  return ['README.md'] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'docs', '*.md')))
+
+
+def _slug(heading):
+  """GitHub's anchor for a heading: lower case, punctuation dropped (word characters, spaces and hyphens stay),
+  spaces become hyphens."""
+  text = re.sub(r'[`*_]', '', heading.strip().lower())
+  text = re.sub(r'[^\w\- ]', '', text)
+  return text.replace(' ', '-')
+
+
+def _anchors(page):
+  text = re.sub(r'```.*?```', '', _read(page), flags=re.S)
+  return {_slug(m) for m in re.findall(r'^#+\s+(.*)$', text, flags=re.M)}
+
+
+def _relative_links(page):
+  """(target, anchor) of every relative link or image in a markdown page, code blocks and code spans excluded."""
+  text = re.sub(r'```.*?```', '', _read(page), flags=re.S)
+  text = re.sub(r'`[^`\n]*`', '', text)
+  out = []
+  for target in re.findall(r'\]\(([^)\s]+)\)', text):
+    if re.match(r'^[a-z][a-z0-9+.-]*:', target):   # http:, https:, mailto:
+      continue
+    path, _, anchor = target.partition('#')
+    out.append((path, anchor))
+  return out
+
+
+def test_readme_is_a_short_front_door():
+  lines = _read('README.md').splitlines()
+  assert len(lines) < 200, len(lines)
 
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
-  with open(os.path.join(ROOT, 'README.md')) as f:
-    lines = f.read().splitlines()
+  lines = _read('README.md').splitlines()
   start = lines.index('```bash')
   install_run, install_test = lines[start + 1], lines[start + 2]
   assert 'configs/quickstart.py' in install_run and 'pip install -e .' in install_run
   assert install_test.endswith("pip install -e '.[test]' && python -m pytest -q")
-  with open(os.path.join(ROOT, '.ci', 'run')) as f:
-    ci = f.read()
-  assert install_test in ci.splitlines()
+  assert install_test in _read(os.path.join('.ci', 'run')).splitlines()
+
+
+def test_every_relative_link_lands_on_a_file_and_heading_that_exist():
+  pages = _markdown_pages()
+  assert 'docs/README.md' in pages and len(pages) >= 6, pages
+  broken, checked = [], 0
+  for page in pages:
+    for path, anchor in _relative_links(page):
+      target = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+      checked += 1
+      if not os.path.exists(os.path.join(ROOT, target)):
+        broken.append(f'{page}: {path} (no such file)')
+      elif anchor and target.endswith('.md') and anchor not in _anchors(target):
+        broken.append(f'{page}: {path}#{anchor} (no such heading in {target})')
+  assert checked >= 30, checked   # the pages do link to each other, the configs and the results
+  assert not broken, '\n'.join(broken)
+
+
+def test_nothing_in_the_repository_points_outside_it():
+  try:
+    listed = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+  except (OSError, subprocess.CalledProcessError):
+    pytest.skip('not a git checkout')
+  assert len(listed) > 50
+  hits = []
+  for path in listed:
+    full = os.path.join(ROOT, path)
+    if not os.path.isfile(full):   # deleted in the working tree
+      continue
+    with open(full, 'rb') as f:
+      data = f.read()
+    hits += [f'{path}: {ref}' for ref in OUTSIDE_REFERENCES if ref.encode() in data]
+  assert not hits, '\n'.join(hits)
+
+
+def test_every_entry_point_prints_its_usage_on_help():
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  procs = {m: subprocess.Popen([sys.executable, '-m', m, '--help'], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for m in ENTRY_POINTS}
+  outputs = {}
+  for module, proc in procs.items():   # started together: their imports overlap
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, (module, err[-2000:])
+    assert 'usage' in out.lower(), (module, out[:500])
+    outputs[module] = out
+  for module in ENTRY_POINTS[1:]:
+    assert f'python -m {module}' in outputs[module], (module, outputs[module][:500])   # the command to type
+  assert 'quickstart' in outputs['superconsistency'], outputs['superconsistency'][:2000]   # it lists the configs
 
 
 def test_results_gallery_figures_exist_and_its_commands_name_real_configs():
   """Every figure results/README.md shows is committed, and every config it runs exists (with its options)."""
-  import re
   from superconsistency import gallery
-  with open(os.path.join(ROOT, 'results', 'README.md')) as f:
-    text = f.read()
+  text = _read(os.path.join('results', 'README.md'))
   figures = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text)
   assert len(figures) >= 10
   for fig in figures:
@@ -41,9 +131,6 @@ def test_results_gallery_figures_exist_and_its_commands_name_real_configs():
 
 def test_committed_json_is_strict_json():
   """analysis.json and the experiments' summary.json carry no NaN/Infinity, which strict JSON parsers reject."""
-  import glob
-  import json
-
   def refuse(token):
     raise ValueError(f'non-standard JSON constant {token}')
   paths = glob.glob(os.path.join(ROOT, 'results', '*', 'analysis.json'))

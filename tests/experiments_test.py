@@ -1,5 +1,6 @@
 """Every experiment of the results gallery runs shrunk for a few steps through the real CLI, and the analysis command
 turns its output into analysis.json and figures (toy_chain and bn_depth have their own test files)."""
+import csv
 import json
 import os
 import subprocess
@@ -64,6 +65,10 @@ def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(workdir / 'analysis.json') as f:
     out = json.load(f)
+  if name == 'depth_resnet':   # metrics.csv records the configured depth and the L of the branch multiplier
+    with open(workdir / 'metrics.csv') as f:
+      pairs = {(int(r['depth']), int(r['depth_L'])) for r in csv.DictReader(f)}
+    assert pairs == {(1, 3), (2, 6)}   # three stages of `depth` residual blocks each
   for key in analyses:
     assert out.get(key), (key, sorted(out))
     assert os.path.getsize(workdir / f'analysis_{key}.png') > 10_000
@@ -102,9 +107,9 @@ def test_gallery_dry_run_lists_every_entry_with_a_config_that_exists():
 
 @pytest.mark.parametrize('name', sorted(EXPERIMENTS) + ['toy_chain', 'bn_depth'])
 def test_full_scale_switch_gives_a_valid_larger_config(name):
-  from superconsistency import config as config_lib
+  from superconsistency import experiments
   laptop, full = load_config(name), load_config(name, 'full')
-  config_lib.validate(full)
+  experiments.validate(full)
   if full.experiment == 'sweep':
     assert max(full.widths) > max(laptop.widths) or full.num_steps > laptop.num_steps
   with pytest.raises(ValueError, match='unknown option'):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from superconsistency import config as config_lib
 from superconsistency import data as data_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
@@ -17,10 +18,11 @@ from conftest import shrunk_quickstart
 
 def _config(optimizer):
   c = shrunk_quickstart()
-  c.dtype, c.optimizer.name = 'float64', optimizer
+  c.dtype = 'float64'
+  config_lib.set_optimizer(c, optimizer)
   m = c.measure
   m.num_iters, m.hessian_k, m.gauss_newton, m.ntk_k, m.ntk_batch = 60, 3, True, 3, 8
-  m.trace_samples, m.directional, m.num_chunks = 64, True, 2
+  m.trace_samples, m.directional, m.microbatches = 64, True, 2
   return c
 
 

@@ -1,27 +1,160 @@
-"""Shapes, dtypes and multipliers of the three architectures; a conv net trains through the real loop."""
+"""The model contract: every architecture's layer metadata against its params and the parameterization, the
+registry's options, the branch multiplier as the forward pass applies it, scanned blocks against a plain loop, and
+a residual conv net training through the real loop."""
+import inspect
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from superconsistency import config as config_lib
 from superconsistency import data as data_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import train
+from superconsistency import transformers
 from conftest import shrunk_quickstart
 
+SPECS = {   # a small input of the kind each architecture reads
+    'mlp': data_lib.DataSpec('mnist1d', (40,), 10),
+    'simple_convnet': data_lib.DataSpec('cifar10', (32, 32, 3), 10),
+    'resnet': data_lib.DataSpec('cifar10', (16, 16, 3), 10),
+    'bn_mlp': data_lib.DataSpec('mnist1d', (40,), 10),
+    'vit': data_lib.DataSpec('cifar10', (8, 8, 3), 10),
+    'gpt2': data_lib.DataSpec('byte_text', (8,), 16, 'language', 'int'),
+}
+LOOKUPS = ('embed', 'pos_embed', 'cls')   # lookup tables: fan-in 1 whatever their shape
 
-@pytest.mark.parametrize('p_name', pz.NAMES)
-def test_res_convnet_shapes_and_branch_multiplier(p_name):
-  p = pz.Parameterization(p_name, alpha=0.5, beta=1.0)
-  m = models.res_convnet((16, 16, 3), 10, 4, 2, 2, p)
+
+def _build(name, p_name='mup', width=8, depth=3, **options):
+  return models.make_model(dict(name=name, **options), SPECS[name], width, depth, pz.Parameterization(p_name),
+                           jnp.float32)
+
+
+def test_every_architecture_is_registered_with_its_options():
+  assert set(models.ARCHITECTURES) == set(SPECS)
+  assert models.model_options('mlp') == {'activation': 'relu'}
+  assert models.model_options('resnet') == {'activation': 'relu', 'layers_per_block': 1, 'norm': 'none',
+                                            'stem': 'auto'}
+  assert set(models.model_options('gpt2')) == {'heads', 'mlp_ratio', 'positions', 'tied'}
+  with pytest.raises(ValueError, match='allowed'):
+    models.model_options('res_convnet')   # one name per builder
+  # the builders' keyword defaults, for direct calls, are the registry's
+  builders = {'simple_convnet': models.simple_convnet, 'resnet': models.resnet, 'bn_mlp': models.bn_mlp,
+              'vit': transformers.vit, 'gpt2': transformers.gpt2}
+  for name, fn in builders.items():
+    signature = inspect.signature(fn).parameters
+    assert {k: signature[k].default for k in models.model_options(name)} == models.model_options(name), name
+
+@pytest.mark.parametrize('name', sorted(SPECS))
+@pytest.mark.parametrize('p_name', ['sp', 'ntk', 'mup'])
+def test_layer_metadata_agrees_with_params_and_parameterization(name, p_name):
+  width = 8
+  m = _build(name, p_name, width)
+  params = jax.eval_shape(m.init, jax.random.PRNGKey(0))
+  assert set(params) == set(m.layers)
+  assert m.kinds == {n: l.kind for n, l in m.layers.items()}
+  p = pz.Parameterization(p_name)
+  for n, l in m.layers.items():
+    assert tuple(params[n].shape) == l.shape and params[n].dtype == jnp.float32, n
+    assert l.kind in pz.LAYER_KINDS, n
+    one = l.shape[1:] if l.stacked else l.shape
+    assert not l.stacked or l.shape[0] == l.stacked, n
+    assert l.fan_in == (1 if n in LOOKUPS else math.prod(one[:-1])), n
+    assert l.multiplier == pz.forward_multiplier(p, l.kind, l.fan_in, width), n
+  assert sum(l.kind == 'readout' for l in m.layers.values()) == 1
+  # the blocks of the deep architectures are stacked: one parameter per role, whatever the depth
+  deeper = _build(name, p_name, width, 6)
+  if name in ('resnet', 'bn_mlp', 'vit', 'gpt2'):
+    assert set(deeper.layers) == set(m.layers)
+    assert any(l.stacked for l in m.layers.values())
+
+
+def test_make_model_refuses_options_the_model_does_not_read():
+  with pytest.raises(ValueError, match=r"model\.norm: not an option of model 'mlp'; its options: activation"):
+    _build('mlp', norm='batch')
+  with pytest.raises(ValueError, match=r'model\.activation: .*gpt2'):
+    _build('gpt2', activation='relu')
+  with pytest.raises(ValueError, match='allowed'):
+    _build('resnet', norm='group')
+  with pytest.raises(ValueError, match='allowed'):
+    _build('mlp', activation='swish')
+  # absent options take the declared defaults: the same layers as passing them all
+  full = _build('resnet', **models.model_options('resnet'))
+  assert _build('resnet').layers == full.layers
+  assert _build('resnet', layers_per_block=2).layers['stage0_convs'].stacked == 2 * 3
+
+
+@pytest.mark.parametrize('name', ['mlp', 'simple_convnet', 'bn_mlp'])
+def test_models_without_residual_branches_refuse_depth_scaling(name):
+  with pytest.raises(ValueError, match='no residual branches'):
+    _build(name, 'depth_mup')
+
+
+@pytest.mark.parametrize('p_name', ['mup', 'depth_mup'])
+def test_resnet_forward_applies_the_branch_multiplier(p_name):
+  """Each block adds branch · multiplier · conv(relu(z), W_b) to the residual stream z, with branch =
+  pz.branch_multiplier(p, L), L = 3 blocks per stage × 3 stages; recomputed here with XLA's own convolution."""
+  p = pz.Parameterization(p_name)
+  with jax.enable_x64(True):
+    m = models.resnet((8, 8, 3), 10, 4, 3, p, jnp.float64)
+    params = m.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 3), jnp.float64)
+    _, acts = m.apply(params, x, 1.0, with_activations=True)
+    conv = lambda z, w: jax.lax.conv_general_dilated(z, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    branch = pz.branch_multiplier(p, m.depth)
+    assert m.depth == 9 and (branch == pytest.approx(1 / 3) if p_name == 'depth_mup' else branch == 1.0)
+    mult = m.layers['stage1_convs'].multiplier
+    before = [acts['down_1'], acts['stage1_block00'], acts['stage1_block01']]
+    for b in range(3):
+      update = acts[f'stage1_block{b:02d}'] - before[b]
+      expected = branch * mult * conv(jax.nn.relu(before[b]), params['stage1_convs'][b])
+      np.testing.assert_allclose(update, expected, rtol=1e-10, atol=1e-12)
+
+
+def _resnet_loop(m, params, x, norm, blocks, k):
+  """resnet's forward pass (CIFAR stem, ReLU) written as a Python loop over the slices of the stacked convs."""
+  mult = {n: l.multiplier for n, l in m.layers.items()}
+  branch = pz.branch_multiplier(m.param, m.depth)
+  normalize = {'none': lambda z: z, 'layer': lambda z: models.layer_norm(z, (1, 2, 3)),
+               'batch': models.batch_norm}[norm]
+  pre = lambda z: jax.nn.relu(normalize(z))
+  z = models._conv(params['stem'], x, mult['stem'], 1)
+  for s in range(3):
+    if s:
+      z = models._conv(params[f'down_{s}'], pre(z), mult[f'down_{s}'], 2)
+    for b in range(blocks):
+      f = z
+      for l in range(k):
+        f = models._conv(params[f'stage{s}_convs'][b * k + l], pre(f), mult[f'stage{s}_convs'], 1)
+      z = z + branch * f
+  return models._dense(params['readout'], pre(z).mean(axis=(1, 2)), mult['readout'])
+
+
+@pytest.mark.parametrize('norm,k', [('none', 2), ('layer', 1), ('batch', 1)])
+def test_scanned_resnet_equals_a_python_loop_over_its_blocks(norm, k):
+  with jax.enable_x64(True):
+    m = models.resnet((8, 8, 3), 10, 4, 3, pz.Parameterization('depth_mup'), jnp.float64, norm=norm,
+                      layers_per_block=k)
+    params = m.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 3), jnp.float64)
+    np.testing.assert_allclose(m.apply(params, x, 2.0), _resnet_loop(m, params, x, norm, 3, k) / 2.0,
+                               rtol=1e-10, atol=1e-13)
+
+
+def test_resnet_shapes_activations_and_features_order():
+  m = models.resnet((16, 16, 3), 10, 4, 2, pz.Parameterization('mup'), layers_per_block=2)
   params = m.init(jax.random.PRNGKey(0))
   out, acts = m.apply(params, jnp.ones((3, 16, 16, 3)), 1.0, with_activations=True)
   assert out.shape == (3, 10) and out.dtype == jnp.float32
-  assert m.depth == 6 and params['stage2_block01_conv1'].shape == (3, 3, 16, 16)
-  assert sum(k == 'branch' for k in m.kinds.values()) == 3 * 2 * 2
-  expected = 6 ** -0.5 if p_name == 'depth_mup' else 1.0
-  assert pz.branch_multiplier(p, m.depth) == pytest.approx(expected)
+  assert m.depth == 6 and params['stage2_convs'].shape == (4, 3, 3, 16, 16)
+  assert sum(l.stacked for l in m.layers.values() if l.kind == 'branch') == 3 * 2 * 2
+  assert list(acts) == ['stem', 'stage0_block00', 'stage0_block01', 'down_1', 'stage1_block00', 'stage1_block01',
+                        'down_2', 'stage2_block00', 'stage2_block01', 'readout']
+  # the entry before the readout is what the readout reads (before norm and pooling): the last residual stream
+  assert acts['stage2_block01'].shape == (3, 4, 4, 16)
 
 
 def test_simple_convnet_and_mlp_shapes_and_float64():
@@ -33,8 +166,24 @@ def test_simple_convnet_and_mlp_shapes_and_float64():
   with jax.enable_x64(True):
     mlp = models.mlp(40, 10, 16, 4, 'tanh', p, jnp.float64)
     params = mlp.init(jax.random.PRNGKey(0))
+    assert list(params) == ['layer_00', 'layer_01', 'layer_02', 'layer_03']
     assert params['layer_03'].shape == (16, 10)
     assert mlp.apply(params, jnp.ones((5, 40), jnp.float64)).dtype == jnp.float64
+
+
+def test_init_layers_draws_each_weight_from_its_own_key():
+  """Weight i (a stack's slices counted one by one) is init_std · normal(split(key, count)[i]), however the draws
+  are batched; a stacked layer's slices are independent draws."""
+  p = pz.Parameterization('sp')
+  layers = {'a': models.layer(p, 4, 'input', (3, 4)), 'b': models.layer(p, 4, 'branch', (2, 4, 4), stacked=2),
+            'c': models.layer(p, 4, 'readout', (4, 3))}
+  params = models.init_layers(jax.random.PRNGKey(7), layers, p, jnp.float32)
+  keys = jax.random.split(jax.random.PRNGKey(7), 4)
+  expected = {'a': jax.random.normal(keys[0], (3, 4)) / math.sqrt(3),
+              'b': jnp.stack([jax.random.normal(keys[i], (4, 4)) / 2.0 for i in (1, 2)]),
+              'c': jax.random.normal(keys[3], (4, 3)) / 2.0}
+  for n in layers:
+    np.testing.assert_allclose(params[n], expected[n], rtol=1e-6)
 
 
 def test_mup_readout_multiplier_and_gamma0():
@@ -43,7 +192,7 @@ def test_mup_readout_multiplier_and_gamma0():
   params = mlp.init(jax.random.PRNGKey(0))
   x = jax.random.normal(jax.random.PRNGKey(1), (8, 40))
   np.testing.assert_allclose(mlp.apply(params, x, 4.0), mlp.apply(params, x, 1.0) / 4.0, rtol=1e-6)
-  assert pz.forward_multiplier(p, 'readout', 64, 64) == pytest.approx(1 / 64)
+  assert mlp.layers['layer_02'].multiplier == pytest.approx(1 / 64)
   assert pz.lr_multiplier(p, 'hidden', 'sgd', 64, 3, gamma0=2.0) == pytest.approx(4 * 64)
   assert pz.lr_multiplier(pz.Parameterization('mup', lr_convention='g'), 'hidden', 'sgd', 64, 3, 2.0) == 64
 
@@ -55,12 +204,11 @@ def test_unknown_names_are_refused():
     pz.lr_multiplier(pz.Parameterization('mup'), 'hidden', 'lion', 8, 1)
 
 
-def test_res_convnet_trains_under_depth_mup_on_synthetic_images():
+def test_resnet_trains_under_depth_mup_on_synthetic_images():
   c = shrunk_quickstart()
-  c.model.name, c.model.layers_per_block = 'res_convnet', 1
-  c.data.name = 'synthetic_images'
+  config_lib.set_model(c, 'resnet', layers_per_block=1)
+  config_lib.set_data(c, 'synthetic_images', num_eval=16)
   c.measure.loss_batch, c.measure.sharpness_batch, c.measure.num_iters = 16, 8, 4
-  c.data.num_eval = 16
   data = data_lib.make_data(c.data, c.num_steps, 16, jnp.float32)
   assert data.spec.input_shape == (32, 32, 3)
   model = models.make_model(c.model, data.spec, 4, 1, pz.Parameterization('depth_mup'), jnp.float32)
@@ -74,7 +222,6 @@ def test_res_convnet_trains_under_depth_mup_on_synthetic_images():
 @pytest.mark.parametrize('size', [32, 7, 8])
 def test_conv_by_slicing_equals_lax_conv(stride, size):
   """models._conv (im2col by strided slices, one matmul) against XLA's own SAME convolution, values and gradients."""
-  import numpy as np
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(3, size, size, 5)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)

@@ -17,10 +17,10 @@ def test_quickstart_shows_mup_transfer_and_ntp_drift(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   with open(workdir / 'summary.json') as f:
     transfer = json.load(f)['transfer']
-  assert transfer['mup/depth=3']['best_lr_shift_grid_steps'] <= 1
-  assert transfer['ntk/depth=3']['best_lr_shift_grid_steps'] > 1
+  assert transfer['mup/depth=3']['shift_grid_steps'] <= 1
+  assert transfer['ntk/depth=3']['shift_grid_steps'] > 1
   # the committed results are what this command produces
   with open(os.path.join(ROOT, 'results', 'quickstart', 'summary.json')) as f:
     committed = json.load(f)['transfer']
   for name in ('mup/depth=3', 'ntk/depth=3'):
-    assert committed[name]['best_lrs'] == transfer[name]['best_lrs']
+    assert committed[name]['best_lrs'] == pytest.approx(transfer[name]['best_lrs'], rel=1e-12)

@@ -1,4 +1,4 @@
-"""`resnet`: res_convnet with batch/layer norm and a CIFAR or ImageNet stem. Shapes and dtypes, the norms against
+"""`resnet` with batch/layer norm and a CIFAR or ImageNet stem. Shapes and dtypes, the norms against
 numpy, batch statistics, and coordinate checks in width (μP) and in depth (Depth-μP against plain μP)."""
 import functools
 
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from superconsistency import config as config_lib
 from superconsistency import coord_check
 from superconsistency import data as data_lib
 from superconsistency import models
@@ -25,7 +26,7 @@ def test_shapes_and_dtypes_for_both_stems(norm):
   for side, stem_side in ((32, 32), (64, 16)):   # 64×64 takes the ImageNet stem: stride 2, then 2×2 max-pool
     for dtype in (jnp.float32, jnp.float64):
       with jax.enable_x64(dtype == jnp.float64):
-        m = models.res_convnet((side, side, 3), 10, 4, 1, 1, p, dtype, norm=norm)
+        m = models.resnet((side, side, 3), 10, 4, 1, p, dtype, norm=norm)
         out, acts = _shapes(m, jax.ShapeDtypeStruct((2, side, side, 3), dtype))
         assert out.shape == (2, 10) and out.dtype == dtype, (side, dtype)
         assert all(a.dtype == dtype for a in acts.values())
@@ -35,11 +36,11 @@ def test_shapes_and_dtypes_for_both_stems(norm):
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3), jnp.float64)
     out = jax.jit(m.apply)(m.init(jax.random.PRNGKey(0)), x)
     assert out.dtype == jnp.float64 and np.all(np.isfinite(out))
-  _, acts = _shapes(models.res_convnet((64, 64, 3), 10, 4, 1, 1, p, norm=norm, stem='cifar'),
+  _, acts = _shapes(models.resnet((64, 64, 3), 10, 4, 1, p, norm=norm, stem='cifar'),
                     jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32))
   assert acts['stem'].shape == (1, 64, 64, 4)
   with pytest.raises(ValueError, match='allowed'):
-    models.res_convnet((32, 32, 3), 10, 4, 1, 1, p, norm='group')
+    models.resnet((32, 32, 3), 10, 4, 1, p, norm='group')
 
 
 def test_norm_helpers_against_numpy():
@@ -54,7 +55,7 @@ def test_norm_helpers_against_numpy():
   rms_only = np.asarray(models.batch_norm(x, center=False))   # [BN]'s form: divided by the RMS, mean kept
   np.testing.assert_allclose(np.sqrt((rms_only ** 2).mean(axis=(0, 1, 2))), 1.0, atol=1e-4)
   assert np.all(rms_only.mean(axis=(0, 1, 2)) > 0.1)
-  ln = np.asarray(models.layer_norm(x))                       # per example, over positions and channels
+  ln = np.asarray(models.layer_norm(x, (1, 2, 3)))            # per example, over positions and channels
   np.testing.assert_allclose(ln.mean(axis=(1, 2, 3)), 0.0, atol=1e-5)
   np.testing.assert_allclose(ln.std(axis=(1, 2, 3)), 1.0, atol=1e-4)
 
@@ -64,7 +65,7 @@ def test_batch_norm_uses_the_statistics_of_the_batch():
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 16, 3))
   x2 = x.at[1:].multiply(3.0)
   for norm, coupled in (('batch', True), ('layer', False), ('none', False)):
-    m = models.res_convnet((16, 16, 3), 10, 4, 1, 1, pz.Parameterization('mup'), norm=norm)
+    m = models.resnet((16, 16, 3), 10, 4, 1, pz.Parameterization('mup'), norm=norm)
     params, apply = m.init(jax.random.PRNGKey(1)), jax.jit(m.apply)
     diff = float(jnp.max(jnp.abs(apply(params, x)[0] - apply(params, x2)[0])))
     assert (diff > 1e-4) if coupled else (diff < 1e-6), (norm, diff)
@@ -73,9 +74,8 @@ def test_batch_norm_uses_the_statistics_of_the_batch():
 def _config(norm):
   """A tiny resnet coordinate check: 16×16 synthetic images, batch 16, one SGD step (lr 0.5), two seeds."""
   c = load_config('quickstart')
-  c.model.name, c.model.norm, c.model.layers_per_block = 'resnet', norm, 1
-  c.data.name, c.data.image_size, c.data.num_classes = 'synthetic_images', 16, 10
-  c.data.batch_size, c.data.num_train, c.data.num_eval = 16, 64, 16
+  config_lib.set_model(c, 'resnet', norm=norm, layers_per_block=1)
+  config_lib.set_data(c, 'synthetic_images', image_size=16, num_classes=10, batch_size=16, num_train=64, num_eval=16)
   c.coord_check.steps, c.coord_check.batch, c.coord_check.seeds, c.coord_check.lr.sgd = 1, 16, (0, 1), 0.5
   return c
 

@@ -66,7 +66,7 @@ def test_sigterm_saves_and_exits_143_then_resumes(reference, tmp_path):
   workdir = tmp_path / 'w'
   r = _run(workdir, 'sigterm:3', ['--config.checkpoint.every_steps=0'])   # no interval checkpoints: SIGTERM's own
   assert r.returncode == 143, r.stderr[-2000:]
-  assert 'SIGTERM: saved checkpoint' in r.stderr and 'rerun the same command to resume' in r.stderr
+  assert 'SIGTERM: saved a checkpoint' in r.stderr and 'rerun the same command to resume' in r.stderr
   assert 'Traceback' not in r.stderr
   steps = os.listdir(workdir / 'checkpoints')
   assert steps == ['2'], steps   # group 0 after 2 chunks

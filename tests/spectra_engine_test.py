@@ -104,13 +104,13 @@ def test_hessian_eigenvalues_entry_point_runs_under_jit_and_vmap_over_parameter_
 def test_micro_batched_products_equal_the_full_batch():
   apply_fn, ell, params, x, y = _problem('mlp', 'mse')
   full = spectra.operators(apply_fn, ell, params, x, y)
-  chunked = spectra.operators(apply_fn, ell, params, x, y, num_chunks=5)
+  split = spectra.operators(apply_fn, ell, params, x, y, microbatches=5)
   v = jax.random.normal(jax.random.PRNGKey(4), (full.dim,), jnp.float64)
-  np.testing.assert_allclose(np.asarray(chunked.hessian(v)), np.asarray(full.hessian(v)), rtol=1e-10, atol=1e-12)
-  np.testing.assert_allclose(np.asarray(chunked.gauss_newton(v)), np.asarray(full.gauss_newton(v)), rtol=1e-10,
+  np.testing.assert_allclose(np.asarray(split.hessian(v)), np.asarray(full.hessian(v)), rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(np.asarray(split.gauss_newton(v)), np.asarray(full.gauss_newton(v)), rtol=1e-10,
                              atol=1e-12)
-  with pytest.raises(ValueError, match='equal chunks'):
-    spectra.operators(apply_fn, ell, params, x, y, num_chunks=3).hessian(v)
+  with pytest.raises(ValueError, match='equal micro-batches'):
+    spectra.operators(apply_fn, ell, params, x, y, microbatches=3).hessian(v)
 
 
 def test_adam_preconditioned_sharpness_matches_explicit_preconditioned_hessian():

@@ -1,0 +1,70 @@
+"""Compares two runs' metrics.csv column by column: every column the first has must hold the same values in the
+second, byte for byte as written (repr of the float), or, with --rtol, equal to that relative tolerance.
+
+    python benchmarks/compare_metrics.py OLD_WORKDIR NEW_WORKDIR [--rtol 1e-6]
+
+Used to show that a change of structure changed no number: run the same config with the old and the new code, then
+compare. Columns only the new run has are listed, not compared. Exit 0 when equal, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+
+
+def _read(workdir):
+  with open(os.path.join(workdir, 'metrics.csv'), newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def _key(row):
+  return tuple(row[k] for k in ('parameterization', 'width', 'depth', 'lr', 'gamma0', 'seed', 'step'))
+
+
+def compare(old_dir, new_dir, rtol=0.0) -> dict:
+  old, new = _read(old_dir), _read(new_dir)
+  new_by_key = {_key(r): r for r in new}
+  columns = list(old[0]) if old else []
+  added = [c for c in (new[0] if new else {}) if c not in columns]
+  differing, worst = {}, 0.0
+  missing = [k for k in map(_key, old) if k not in new_by_key]
+  for r in old:
+    other = new_by_key.get(_key(r))
+    if other is None:
+      continue
+    for c in columns:
+      a, b = r[c], other.get(c)
+      if a == b:
+        continue
+      try:
+        x, y = float(a), float(b)
+        rel = abs(x - y) / max(abs(x), abs(y)) if math.isfinite(x) and math.isfinite(y) else math.inf
+      except (TypeError, ValueError):
+        rel = math.inf
+      worst = max(worst, rel)
+      if rel > rtol:
+        differing[c] = differing.get(c, 0) + 1
+  return dict(rows=len(old), new_rows=len(new), columns=len(columns), added_columns=added, missing_rows=len(missing),
+              differing_values=differing, largest_relative_difference=worst)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('old')
+  parser.add_argument('new')
+  parser.add_argument('--rtol', type=float, default=0.0)
+  args = parser.parse_args(argv)
+  out = compare(args.old, args.new, args.rtol)
+  same = not out['differing_values'] and not out['missing_rows'] and out['rows'] == out['new_rows']
+  print(f'{args.old} vs {args.new}: {out["rows"]} rows x {out["columns"]} columns; '
+        + ('identical' if same and out['largest_relative_difference'] == 0 else
+           f'equal to rtol {args.rtol}' if same else f'DIFFERENT: {out}')
+        + (f'; new columns: {", ".join(out["added_columns"])}' if out['added_columns'] else ''))
+  return 0 if same else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())
