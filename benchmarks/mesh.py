@@ -10,7 +10,7 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
    one without, the 8-device one with `XLA_FLAGS=--xla_force_host_platform_device_count=8` (it must be set before
    JAX starts). Meshes on 8 devices: sweep=8 × data=1 (8 lanes per device), sweep=4 × data=2 (16 lanes per device,
    each batch split in two), sweep=1 × data=8 (all lanes on every device, each batch split in eight).
-   Compile = lower + compile of init, measure and chunk, ahead of time (`sweep.chunk.lower(...).compile()`; the
+   Compile = lower + compile of init, measure and chunk, ahead of time (`sweep.chunk.jitted.lower(...).compile()`; the
    jitted functions then reuse the executables: checked with `jax_log_compiles`, no compile inside the runs). Run =
    one full `train.run_sweep` call (init, first measurement, every chunk with a host sync after it): one warm-up
    call, then two timed calls; the faster of the two is reported (both are listed), with its CPU time (all threads,
@@ -129,10 +129,10 @@ def build(s):
 def aot_compile(sweep):
   """Lower + compile init/measure/chunk ahead of time; the jitted functions reuse the executables afterwards."""
   t0 = time.perf_counter()
-  sweep.init.lower(sweep.hp).compile()
-  state = jax.eval_shape(sweep.init, sweep.hp)
-  sweep.measure.lower(state, sweep.hp, sweep.arrays, 0).compile()
-  chunk = sweep.chunk.lower(state, sweep.hp, sweep.arrays, 1).compile()
+  sweep.init.jitted.lower(sweep.hp).compile()
+  state = jax.eval_shape(sweep.init.jitted, sweep.hp)
+  sweep.measure.jitted.lower(state, sweep.hp, sweep.arrays, 0).compile()
+  chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
   return time.perf_counter() - t0, chunk, state
 
 
@@ -179,9 +179,9 @@ def memory_by_lanes(s, c, data, model, hp):
   for n in s['mem_lanes']:
     sub = jax.tree.map(lambda a, n=n: a[:n], hp)
     sweep = T.compile_sweep(model, data, c, sub, mesh)
-    state = jax.eval_shape(sweep.init, sweep.hp)
+    state = jax.eval_shape(sweep.init.jitted, sweep.hp)
     t0 = time.perf_counter()
-    chunk = sweep.chunk.lower(state, sweep.hp, sweep.arrays, 1).compile()
+    chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
     t = time.perf_counter() - t0
     parts = {f: tree_bytes(getattr(state, f)) for f in ('params', 'params0', 'opt_state', 'power_vec')}
     rows.append(dict(lanes=n, memory=memory(chunk), state_bytes=tree_bytes(state), state_parts=parts,

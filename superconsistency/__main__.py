@@ -24,6 +24,10 @@ _MULTIHOST = flags.DEFINE_bool('multihost', False, 'Join the other processes of 
 _COORDINATOR = flags.DEFINE_string('coordinator', '', 'With --multihost: HOST:PORT of process 0 (local runs).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'With --coordinator: how many processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', -1, "With --coordinator: this process's index.")
+_COMPILE_CACHE = flags.DEFINE_bool('compile_cache', True, "Keep compiled programs in JAX's persistent cache, so a "
+                                   'second run of the same programs skips compiling (--nocompile_cache: off).')
+_COMPILE_CACHE_DIR = flags.DEFINE_string('compile_cache_dir', '', 'Directory of the compilation cache (default: '
+                                         '$SUPERCONSISTENCY_CACHE or ~/.cache/superconsistency/jax).')
 
 
 def _one_line(e):
@@ -58,7 +62,8 @@ def _config_files():
 
 def usage() -> str:
   lines = ['usage: ' + __doc__.strip(), '', 'Flags:']
-  for flag in (_CONFIG, _WORKDIR, _OVERWRITE, _PROGRESS, _MULTIHOST, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID):
+  for flag in (_CONFIG, _WORKDIR, _OVERWRITE, _PROGRESS, _MULTIHOST, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID,
+               _COMPILE_CACHE, _COMPILE_CACHE_DIR):
     lines.append(f'  --{flag.name}: {flags.FLAGS[flag.name].help}')
   lines += ['  --config.FIELD=VALUE: override one field of the config (an unknown field is an error)', '',
             'Configs (each docstring gives its command, runtime and expected result):']
@@ -124,10 +129,17 @@ def main(argv=None) -> int:
   from superconsistency import checkpoint
   checkpoint.sigterm.install()   # from here on, SIGTERM means "save and exit 143" (checked between chunks)
   from superconsistency import best_rate
+  from superconsistency import compile_cache
   from superconsistency import config as config_lib
   from superconsistency import distributed
   from superconsistency import experiments
   from superconsistency import results
+  if _COMPILE_CACHE.value:
+    try:
+      compile_cache.enable(_COMPILE_CACHE_DIR.value or None)
+    except OSError as e:
+      return _fail(f'--compile_cache_dir: cannot use {_COMPILE_CACHE_DIR.value or compile_cache.default_directory()} '
+                   f'({e.strerror or e}); pass another directory or --nocompile_cache')
   if _COORDINATOR.value and not _MULTIHOST.value:
     return _fail('--coordinator needs --multihost')
   if _MULTIHOST.value:

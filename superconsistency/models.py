@@ -55,24 +55,26 @@ def _dense(w, x, mult):
 
 
 def _conv(w, x, mult, stride):
-  """SAME-padded k×k convolution as one matmul over the k·k strided shifts of the input (im2col by slicing).
-
-  Equal to lax.conv_general_dilated with SAME padding, but its gradient is a matmul and strided pads, where XLA's CPU
-  backend runs a vmapped conv's weight gradient as a slow grouped convolution (speed-up measured side by side in
-  benchmarks/conv.md)."""
-  kh, kw, cin, cout = w.shape
-  h, wd = x.shape[1], x.shape[2]
-  oh, ow = -(-h // stride), -(-wd // stride)
-  ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - wd, 0)
-  x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-  shifts = [jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, cin),
-                          (1, stride, stride, 1)) for i in range(kh) for j in range(kw)]
-  patches_BxHxWxK = jnp.concatenate(shifts, axis=-1) if len(shifts) > 1 else shifts[0]
-  return mult * (patches_BxHxWxK @ w.reshape(kh * kw * cin, cout))
+  """SAME-padded k×k convolution, XLA's own. (Written as a matmul over the k·k strided shifts of the input it was
+  slower on CPU once the pooling's gradient was fixed: benchmarks/conv.md measures both.)"""
+  return mult * jax.lax.conv_general_dilated(x, w, (stride, stride), 'SAME',
+                                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _max_pool(x, size):
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, size, size, 1), 'VALID')
+def max_pool(x_BxHxWxC, size: int, backend: str | None = None):
+  """size×size max-pooling with stride size (VALID: a ragged edge is dropped).
+
+  On CPU the windows are a reshape and the max a plain reduction: XLA:CPU's gradient of `reduce_window` (a
+  select-and-scatter) costs many times the forward pass, the reduction's gradient about one (benchmarks/conv.md).
+  On GPU and TPU, `reduce_window` (XLA's native pooling) is kept. The values are identical; the gradients too,
+  except where two entries of a window tie for the maximum: the native op sends the gradient to the first of
+  them, the reduction splits it between them (after a ReLU, ties at 0 get no gradient either way)."""
+  if (backend or jax.default_backend()) != 'cpu':
+    return jax.lax.reduce_window(x_BxHxWxC, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, size, size, 1), 'VALID')
+  b, h, w, c = x_BxHxWxC.shape
+  oh, ow = h // size, w // size
+  x = x_BxHxWxC[:, :oh * size, :ow * size, :]
+  return x.reshape(b, oh, size, ow, size, c).max(axis=(2, 4))
 
 
 def mlp(in_dim: int, num_classes: int, width: int, depth: int, activation: str,
@@ -123,9 +125,9 @@ def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Paramete
     acts = {}
     z = _conv(params['conv_0'], x_BxHxWxC, mults['conv_0'], 2)
     acts['conv_0'] = z
-    z = _conv(params['conv_1'], _max_pool(act(z), 2), mults['conv_1'], 4)
+    z = _conv(params['conv_1'], max_pool(act(z), 2), mults['conv_1'], 4)
     acts['conv_1'] = z
-    z = _max_pool(act(z), 2)
+    z = max_pool(act(z), 2)
     z = z.reshape(z.shape[0], -1)
     out = _dense(params['readout'], z, mults['readout']) / gamma0
     acts['readout'] = out
@@ -198,7 +200,7 @@ def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, par
     if stem == 'cifar':
       z = _conv(params['stem'], x, mults['stem'], 1)
     else:
-      z = _max_pool(_conv(params['stem'], x, mults['stem'], 2), 2)
+      z = max_pool(_conv(params['stem'], x, mults['stem'], 2), 2)
     acts['stem'] = z
     for s in range(3):
       if s > 0:

@@ -137,7 +137,7 @@ def _restore_target(sweeps: _Sweeps, meta):
     return None
   sweep = sweeps(meta['group'])
   state = train.abstract_state(sweep)
-  first = jax.eval_shape(sweep.measure, state, sweep.hp, sweep.arrays, 0)[1]
+  first = jax.eval_shape(sweep.measure.jitted, state, sweep.hp, sweep.arrays, 0)[1]
   saved = meta['lanes_padded']
   buffers = {k: np.zeros((saved, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
   if saved != sweep.hp.lr.shape[0]:   # saved on a mesh that pads lanes otherwise: restored to the host, re-padded
@@ -201,6 +201,19 @@ def _truncate_to_checkpoint(workdir, meta, csv_names):
   results.remove_outputs(workdir, [p for p in OUTPUTS if p not in csv_names + ('config.json',)])
 
 
+class Spent(NamedTuple):
+  """What the sweep's programs cost: seconds tracing and lowering them, seconds compiling them (XLA, or a cache
+  hit), and the matrix FLOPs their calls computed (flops.py; exact unless a while loop was counted once)."""
+  trace_s: float = 0.0
+  compile_s: float = 0.0
+  flops: float = 0.0
+  exact: bool = True
+
+  def plus(self, other: 'Spent') -> 'Spent':
+    return Spent(self.trace_s + other.trace_s, self.compile_s + other.compile_s, self.flops + other.flops,
+                 self.exact and other.exact)
+
+
 class _Saver:
   """Checkpoints between chunks: every `every_steps` optimizer steps and/or every `every_minutes`, and on SIGTERM.
   The clock is read by process 0 only, so all processes decide alike."""
@@ -258,7 +271,7 @@ def _resume_note(plan: Plan, ckpt_step, meta):
 
 def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dict, resume=None, progress=None):
   """One (parameterization, depth, width) group: its compiled sweep from `resume` (or the start) to the end, then
-  its rows appended to the CSVs."""
+  its rows appended to the CSVs. Returns what its programs cost (Spent)."""
   steps, metrics, diverged_step = train.run_sweep(None, plan.data, plan.cfg, None, progress, resume=resume,
                                                   after_chunk=saver.after_chunk(g), sweep=sweeps(g))
   if distributed.is_writer():
@@ -266,6 +279,9 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
     writers['metrics.csv'].write(rows)
     if 'density.csv' in writers:
       writers['density.csv'].write(density_rows)
+  trace_s, compile_s = sweeps(g).compile_seconds()
+  done = sweeps(g).flops_done()
+  return Spent(trace_s, compile_s, done.flops, done.exact)
 
 
 def _rows(plan: Plan, g, steps, metrics, diverged_step):
@@ -297,7 +313,7 @@ def _rows(plan: Plan, g, steps, metrics, diverged_step):
   return rows, density_rows
 
 
-def finish(plan: Plan, train_time: float, start_time: float, plots: bool) -> dict:
+def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool) -> dict:
   """The coordinate check, the summary and the plots (process 0; all from the files already written)."""
   cfg, workdir = plan.cfg, plan.workdir
   if cfg.coord_check.enabled:
@@ -310,9 +326,18 @@ def finish(plan: Plan, train_time: float, start_time: float, plots: bool) -> dic
     results.MetricsWriter(workdir, coord_check.ROW_COLUMNS, 'coord_check.csv').write(cc_rows)
     results.MetricsWriter(workdir, coord_check.SLOPE_COLUMNS, 'coord_check_slopes.csv').write(cc_slopes)
   rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
+  run_time = train_time - spent.trace_s - spent.compile_s
   summary = dict(groups=best_rate.per_model(rows, cfg.select_by, cfg.select_step),
                  transfer=best_rate.transfer(rows, cfg.select_by, cfg.select_step),
-                 wall_time_s=dict(sweep=round(train_time, 1), total=round(time.time() - start_time, 1)),
+                 # sweep: planning, tracing, compiling and training (this process's part, if resumed); trace and
+                 # compile: the sweep's programs, ahead of their first call (compile: XLA, or a persistent-cache
+                 # hit); run: the rest of the sweep
+                 wall_time_s=dict(sweep=round(train_time, 1), trace=round(spent.trace_s, 2),
+                                  compile=round(spent.compile_s, 2), run=round(run_time, 1),
+                                  total=round(time.time() - start_time, 1)),
+                 # matrix FLOPs of the sweep's compiled programs (flops.py), and per second of `run` time: set
+                 # that against the machine's matmul peak (benchmarks/machine.py) for the utilization
+                 flops=dict(total=spent.flops, per_second_run=spent.flops / max(run_time, 1e-9), exact=spent.exact),
                  lr_convention=cfg.param.lr_convention)
   if plots:
     from superconsistency import plot
@@ -365,11 +390,13 @@ def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
     if bar:
       bar.update(first_group * plan.chunks + (meta['chunks_done'] or 0))
   saver = _Saver(plan, ckpt, sweeps)
+  spent = Spent()
   for g in range(first_group, len(plan.groups)):
     if bar:
       p_name, depth, width = plan.groups[g]
       bar.set_description(f'{p_name} depth={depth} width={width}')
-    train_group(plan, g, sweeps, saver, writers, resume if g == first_group else None, bar.update if bar else None)
+    spent = spent.plus(train_group(plan, g, sweeps, saver, writers, resume if g == first_group else None,
+                                   bar.update if bar else None))
   sweeps.clear()
   done = CheckpointId(len(plan.groups), None)
   if restored is None or first_group < len(plan.groups):
@@ -380,7 +407,7 @@ def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
   if not distributed.is_writer():
     ckpt.close()
     return {}
-  summary = finish(plan, train_time, start_time, plots)
+  summary = finish(plan, train_time, spent, start_time, plots)
   if checkpoint.sigterm.received:
     raise checkpoint.Preempted(_preempted_message(plan.workdir, done))
   results.write_json(os.path.join(plan.workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished

@@ -17,6 +17,7 @@ at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
 """
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import flax
@@ -27,6 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from superconsistency import distributed
+from superconsistency import flops as flops_lib
 from superconsistency import measurements as measurements_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
@@ -208,6 +210,29 @@ def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:
                      seed=jnp.array([r[2] for r in grid], jnp.int32))
 
 
+class CompiledOnce:
+  """A jitted function compiled ahead of its first call (`lower(...).compile()`), so that its compile time is
+  measured apart from its run time: `trace_seconds` to trace and lower it, `seconds` for XLA to compile it (or to
+  load it from the persistent cache). `flops` counts one call's matrix FLOPs (flops.py), `calls` the calls so far.
+  `jitted` is the function itself (for jax.eval_shape)."""
+
+  def __init__(self, jitted):
+    self.jitted, self.compiled, self.seconds, self.trace_seconds = jitted, None, 0.0, 0.0
+    self.flops, self.calls = flops_lib.Count(0.0, True), 0
+
+  def __call__(self, *args):
+    if self.compiled is None:
+      start = time.perf_counter()
+      traced = self.jitted.trace(*args)
+      lowered = traced.lower()
+      self.flops = flops_lib.count(traced.jaxpr)
+      done_tracing = time.perf_counter()
+      self.compiled = lowered.compile()
+      self.trace_seconds, self.seconds = done_tracing - start, time.perf_counter() - done_tracing
+    self.calls += 1
+    return self.compiled(*args)
+
+
 class Sweep(NamedTuple):
   """A sweep's compiled programs over a mesh, and its inputs on the devices. Lanes are padded to a multiple of the
   mesh's `sweep` axis by repeating the last lane; `num_lanes` are real."""
@@ -219,6 +244,17 @@ class Sweep(NamedTuple):
   num_lanes: int
   num_chunks: int
 
+  def compile_seconds(self) -> tuple:
+    """(tracing and lowering, XLA compiling) seconds of its programs so far; a persistent-cache hit removes most of
+    the second, never the first (tracing runs in Python every time)."""
+    programs = (self.init, self.measure, self.chunk)
+    return sum(f.trace_seconds for f in programs), sum(f.seconds for f in programs)
+
+  def flops_done(self) -> flops_lib.Count:
+    """Matrix FLOPs of every call of its programs so far (all lanes, padding included)."""
+    programs = (self.init, self.measure, self.chunk)
+    return flops_lib.Count(sum(f.flops.flops * f.calls for f in programs), all(f.flops.exact for f in programs))
+
 
 def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
   program = make_lane_program(model, data, cfg, mesh, measurements)
@@ -227,12 +263,12 @@ def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurem
   lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
   # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
   vmap = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
-  init = jax.jit(vmap(program.init), in_shardings=lanes, out_shardings=lanes)
+  init = CompiledOnce(jax.jit(vmap(program.init), in_shardings=lanes, out_shardings=lanes))
   # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
-  measure = jax.jit(vmap(program.measure, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
-                    out_shardings=lanes)
-  chunk = jax.jit(vmap(program.chunk, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
-                  out_shardings=lanes, donate_argnums=0)
+  measure = CompiledOnce(jax.jit(vmap(program.measure, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
+                                 out_shardings=lanes))
+  chunk = CompiledOnce(jax.jit(vmap(program.chunk, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
+                               out_shardings=lanes, donate_argnums=0))
   return Sweep(init, measure, chunk, distributed.put_lanes(hp_host, mesh),
                distributed.put_replicated(data.arrays, mesh), num_lanes, cfg.num_steps // cfg.measure_every)
 
@@ -252,7 +288,7 @@ def _pad_lanes(tree, num_lanes, padded):
 
 def abstract_state(sweep: Sweep):
   """Shapes, dtypes and shardings of a sweep's state, without computing it (the target a checkpoint restores to)."""
-  shapes = jax.eval_shape(sweep.init, sweep.hp)
+  shapes = jax.eval_shape(sweep.init.jitted, sweep.hp)
   sharding = sweep.hp.lr.sharding
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 

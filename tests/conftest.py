@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 
@@ -15,6 +16,9 @@ elif 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + FAST_COMPILE).strip()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The CLI runs the tests start share one compilation cache of their own (not the user's), kept between sessions:
+# the suite reruns the same shrunk configs many times (resume, faults, bad input), and a hit skips the compile.
+os.environ.setdefault('SUPERCONSISTENCY_CACHE', os.path.join(tempfile.gettempdir(), 'superconsistency-test-cache'))
 
 
 def load_config(name, arg=''):

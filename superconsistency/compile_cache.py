@@ -1,0 +1,27 @@
+"""JAX's persistent compilation cache, on by default for the command line: a second run of the same programs (the
+same config, a resumed run, the test suite's repeated shrunk runs) loads its executables from disk instead of
+compiling them again. The cache is keyed by the program, the XLA flags and the JAX version, so a stale entry is
+never used; deleting the directory is always safe."""
+from __future__ import annotations
+
+import os
+
+import jax
+
+
+def default_directory() -> str:
+  """$SUPERCONSISTENCY_CACHE, else $XDG_CACHE_HOME/superconsistency/jax, else ~/.cache/superconsistency/jax."""
+  if os.environ.get('SUPERCONSISTENCY_CACHE'):
+    return os.environ['SUPERCONSISTENCY_CACHE']
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'superconsistency', 'jax')
+
+
+def enable(directory: str | None = None) -> str:
+  """Turns the cache on for this process (every program, however fast it compiled), in `directory`."""
+  directory = directory or default_directory()
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', directory)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  return directory

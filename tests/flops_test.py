@@ -1,0 +1,42 @@
+"""The FLOP counter on programs whose matrix FLOPs are known by hand, including loops, vmap, gradients, convs."""
+import jax
+import jax.numpy as jnp
+
+from superconsistency import flops
+
+B, D, N = 16, 12, 8
+
+
+def _count(f, *args):
+  return flops.count(jax.make_jaxpr(f)(*args))
+
+
+def test_matmul_scan_vmap_and_gradient():
+  x, w = jnp.ones((B, D)), jnp.ones((D, N))
+  one = 2 * B * D * N
+  assert _count(lambda x, w: x @ w, x, w) == (one, True)
+  assert _count(lambda x, w: jax.lax.scan(lambda c, _: (c + (x @ w).sum(), None), 0.0, None, length=7)[0], x, w) \
+      == (7 * one, True)
+  assert _count(lambda x, w: jax.lax.fori_loop(0, 5, lambda i, c: c + (x @ w).sum(), 0.0), x, w) == (5 * one, True)
+  # 3 lanes; the gradient in w of a loss of x @ w is the forward product and xᵀ·g (no gradient in x is needed)
+  lanes = jnp.ones((3, D, N))
+  grad = jax.vmap(jax.grad(lambda w, x: jnp.sum(jnp.tanh(x @ w))), (0, None))
+  assert _count(grad, lanes, x) == (3 * 2 * one, True)
+
+
+def test_cond_counts_its_costliest_branch_and_while_is_a_lower_bound():
+  x, w = jnp.ones((B, D)), jnp.ones((D, N))
+  one = 2 * B * D * N
+  cond = lambda p, x, w: jax.lax.cond(p, lambda: (x @ w).sum() + (x @ w).sum(), lambda: 0.0)
+  assert _count(cond, True, x, w) == (2 * one, False)
+  loop = lambda n, x, w: jax.lax.while_loop(lambda c: c[0] < n, lambda c: (c[0] + 1, c[1] + (x @ w).sum()),
+                                            (0, 0.0))[1]
+  assert _count(loop, 4, x, w) == (one, False)
+
+
+def test_convolution():
+  x, k = jnp.ones((2, 9, 9, 3)), jnp.ones((3, 3, 3, 5))
+  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  out = jax.eval_shape(conv, x, k).shape
+  assert out == (2, 5, 5, 5)
+  assert _count(conv, x, k) == (2 * 2 * 5 * 5 * 5 * (3 * 3 * 3), True)
