@@ -6,17 +6,12 @@ their own files. Prints the numbers the results gallery quotes.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from superconsistency import best_rate
 from superconsistency import experiments
+from superconsistency import results
 from superconsistency.sweep_analysis import fit_text
-
-
-def analyze_workdir(workdir: str, plots: bool = True) -> dict:
-  """The analysis of the finished run in `workdir` (experiments.analyze: it writes analysis.json)."""
-  return experiments.analyze(workdir, plots=plots)
 
 
 def report(out) -> str:
@@ -54,24 +49,13 @@ def _ci(ci):
 
 
 def main(argv) -> int:
-  import argparse
-  parser = argparse.ArgumentParser(
-      prog='python -m superconsistency.analyze',
-      description='Write analysis.json and analysis_*.png into each finished workdir, from its files only, and '
-                  'print the numbers the results gallery quotes.')
-  parser.add_argument('workdirs', nargs='*', metavar='WORKDIR', help='a finished run (it has summary.json)')
-  args, unknown = parser.parse_known_args(argv[1:])   # --help prints the usage and exits 0
-  if unknown or not args.workdirs:
-    print(f'usage: {parser.prog} WORKDIR [WORKDIR ...]' + (f' (unknown option {unknown[0]})' if unknown else ''),
-          file=sys.stderr)
+  workdirs = results.finished_workdirs(
+      argv, 'python -m superconsistency.analyze', 'Write analysis.json and analysis_*.png into each finished '
+      'workdir, from its files only, and print the numbers the results gallery quotes.')
+  if workdirs is None:
     return 2
-  for workdir in args.workdirs:
-    if not os.path.exists(os.path.join(workdir, 'summary.json')):
-      print(f'error: {workdir} has no summary.json (not a finished run); run the experiment first', file=sys.stderr)
-      return 2
-  for workdir in args.workdirs:
-    out = analyze_workdir(workdir)
-    text = report(out)
+  for workdir in workdirs:
+    text = report(experiments.analyze(workdir))
     print(f'{workdir}:' + ('\n  ' + text.replace('\n', '\n  ') if text else ' analyzed'))
   return 0
 

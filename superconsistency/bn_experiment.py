@@ -325,9 +325,7 @@ def validate(cfg):
 
 def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> dict:
   """Validates bn_depth, then writes config.json, bn_depth.csv, bn_isometry.csv, figures and summary.json (last)."""
-  validate(cfg)
-  config_lib.check_workdir(workdir, overwrite)
-  start = time.time()
+  start = time.time()   # experiments.run validated the config and checked the workdir
   results.start_workdir(workdir, tuple(OUTPUTS) + ('analysis_bn_depth*.png', 'analysis.json'), cfg.to_dict())
   bc = cfg.bn_depth
   lanes = [dict(v, seed=s) for v in variants(bc) for s in bc.seeds]

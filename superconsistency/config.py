@@ -188,8 +188,8 @@ def validate(c) -> None:
     require(len(lrs) > 0, f'sweep.lrs.{p}', 'is empty; give at least one learning rate')
     for lr in lrs:
       require(isinstance(lr, (int, float)) and lr > 0, f'sweep.lrs.{p}', f'learning rates must be > 0, got {lr!r}')
-  for block in ('sweep.lrs', 'plot.trajectory_lrs'):
-    for key in c[block.split('.')[0]][block.split('.')[1]]:
+  for block, names in (('sweep.lrs', c.sweep.lrs), ('plot.trajectory_lrs', c.plot.trajectory_lrs)):
+    for key in names:
       require(key in pz.NAMES, f'{block}.{key}', f'is not a parameterization; allowed: {", ".join(pz.NAMES)}')
   require(c.param.lr_convention in pz.LR_CONVENTIONS, 'param.lr_convention',
           f'{c.param.lr_convention!r} is not allowed; allowed: {", ".join(pz.LR_CONVENTIONS)}')

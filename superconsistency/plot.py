@@ -86,7 +86,7 @@ def plot_transfer(rows, select_by, path, select_step=0):
   """Loss at the selected step against the base rate, one curve per size: ★ the best grid rate, a dotted line at
   the best rate (best_rate.py), × diverged rates; each panel's title gives the shift of the best rate."""
   finals = best_rate.final_losses(rows, select_by, select_step)
-  best = {(g['parameterization'], g['depth'], g['width']): g for g in best_rate.per_model(rows, select_by, select_step)}
+  best = {g: best_rate.best_of(sorted(by_lr), [by_lr[lr][0] for lr in sorted(by_lr)]) for g, by_lr in finals.items()}
   shifts = best_rate.transfer(rows, select_by, select_step)
   params = list(dict.fromkeys(r['parameterization'] for r in rows))
   depths = sorted({r['depth'] for r in rows})
@@ -239,21 +239,12 @@ def plot_workdir(workdir, summary=None):
 
 
 def main(argv):
-  import argparse
-  parser = argparse.ArgumentParser(
-      prog='python -m superconsistency.plot',
-      description="Redraw a finished run's plots (sharpness, transfer, coordinate check, spectra, density) from "
-                  'the files in its workdir.')
-  parser.add_argument('workdirs', nargs='*', metavar='WORKDIR', help='a finished run (it has summary.json)')
-  args, unknown = parser.parse_known_args(argv[1:])   # --help prints the usage and exits 0
-  if unknown or not args.workdirs:
-    print(f'usage: {parser.prog} WORKDIR [WORKDIR ...]' + (f' (unknown option {unknown[0]})' if unknown else ''),
-          file=sys.stderr)
+  workdirs = results.finished_workdirs(
+      argv, 'python -m superconsistency.plot', "Redraw a finished run's plots (sharpness, transfer, coordinate "
+      'check, spectra, density) from the files in its workdir.')
+  if workdirs is None:
     return 2
-  for workdir in args.workdirs:
-    if not os.path.exists(os.path.join(workdir, 'summary.json')):
-      print(f'error: {workdir} has no summary.json (not a finished run)', file=sys.stderr)
-      return 2
+  for workdir in workdirs:
     plot_workdir(workdir)
     print(f'wrote plots to {workdir}')
   return 0

@@ -11,10 +11,13 @@ workdir/
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
+import socket
 import tempfile
+import time
 
 import numpy as np
 
@@ -130,6 +133,26 @@ def read_csv(path: str) -> list[dict]:
   return rows
 
 
+def finished_workdirs(argv, prog: str, description: str):
+  """The WORKDIR arguments of a command that reads finished runs (analyze, plot), or None after printing one line
+  to stderr (no workdir, an unknown option, or a workdir without summary.json): the caller exits 2. --help prints
+  the usage and exits 0."""
+  import argparse
+  import sys
+  parser = argparse.ArgumentParser(prog=prog, description=description)
+  parser.add_argument('workdirs', nargs='*', metavar='WORKDIR', help='a finished run (it has summary.json)')
+  args, unknown = parser.parse_known_args(argv[1:])
+  if unknown or not args.workdirs:
+    print(f'usage: {prog} WORKDIR [WORKDIR ...]' + (f' (unknown option {unknown[0]})' if unknown else ''),
+          file=sys.stderr)
+    return None
+  for workdir in args.workdirs:
+    if not os.path.exists(os.path.join(workdir, 'summary.json')):
+      print(f'error: {workdir} has no summary.json (not a finished run); run the experiment first', file=sys.stderr)
+      return None
+  return args.workdirs
+
+
 # ------------------------------------------------------------------------------------------------ one writer
 LOCK_NAME = '.lock'
 
@@ -149,9 +172,6 @@ class WorkdirLock:
   filesystem that supports it across hosts for multi-host runs (NFSv4, Lustre and GCS FUSE do; see docs/scale.md)."""
 
   def __init__(self, workdir: str):
-    import fcntl
-    import socket
-    import time
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, LOCK_NAME)
     self._file = open(self.path, 'a+')

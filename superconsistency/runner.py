@@ -346,8 +346,7 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
 
 
 def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots: bool = True) -> dict:
-  """The sweep experiment. Returns the summary. (experiments.run validates first; so does this, cheaply.)"""
-  config_lib.validate(cfg)
+  """The sweep experiment, on a config that experiments.run has validated. Returns the summary."""
   if os.path.exists(os.path.join(workdir, 'summary.json')) and not overwrite:
     config_lib.check_workdir(workdir, overwrite)   # fails fast, before any data is loaded
   start_time = time.time()

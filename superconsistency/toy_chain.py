@@ -159,9 +159,7 @@ def validate(cfg):
 def run_experiment(cfg, workdir, overwrite=False, progress=True, plots=True) -> dict:
   """Runs the grid and the escape runs, writes config.json, toy_chain.csv, figures and summary.json (last).
   `progress` is accepted for the runner's interface; the whole computation takes about a second."""
-  validate(cfg)
-  config_lib.check_workdir(workdir, overwrite)
-  start = time.time()
+  start = time.time()   # experiments.run validated the config and checked the workdir
   results.start_workdir(workdir, tuple(OUTPUTS) + ('analysis_toy_chain*.png', 'analysis.json'), cfg.to_dict())
   tc = cfg.toy_chain
   lanes = []   # (kind, depth, gamma, eta)
