@@ -1,16 +1,21 @@
-"""Benchmark: [SC]'s SimpleConvNet gradient with XLA's convolution and pooling against a convolution written as
-strided slices + one matmul and models.max_pool (a reshape + max on CPU), in all four pairings.
+"""Benchmark: one SGD step of [SC]'s SimpleConvNet on XLA's CPU backend, per lane, built the ways a sweep could
+build it: the layers' formulation (XLA's convolution and pooling, or ours), the lanes batched by vmap or unrolled,
+the steps dispatched from the host or looped inside the program (lax.fori_loop, as a scanned chunk does).
 
-On XLA's CPU backend the gradient of `reduce_window` max-pooling is a select-and-scatter, and the weight gradient of
-a vmapped convolution (one set of weights per sweep lane) a grouped convolution: both were suspected slow. The
-slices convolution writes the SAME convolution as a matmul over the k·k strided shifts of the input (its gradient
-is a matmul and pads); models.max_pool writes the pooling as a reshape and a max reduction. This measures, side by
-side in one run, the jitted vmapped gradient of the loss (5 lanes, batch 128, 32×32×3 inputs, widths 64 and 256)
-in the four pairings: median of 5 timed calls after a warm-up, the cost of the gradient relative to the forward
-pass (loss alone) of the same pairing, and the max |Δ| against the all-XLA gradient. It decided models.py's
-choice: XLA's convolution with the reshape pool.
+Three things are slow on XLA:CPU, and each variant below removes one more of them:
+- the gradient of `reduce_window` max-pooling (a select-and-scatter): models.max_pool is a reshape and a max;
+- the gradient of a strided convolution with respect to its input (a base-dilated convolution): models._conv keeps
+  XLA's convolution but gives it a custom JVP whose input term is a matmul over strided slices;
+- convolutions inside a device loop, and vmapped (grouped) convolutions: XLA:CPU runs them through slow generic
+  kernels, so the sweep unrolls the lanes and dispatches one compiled step per optimizer step
+  (`program: auto`, lanes.choose_program).
 
-    python benchmarks/conv.py                  # writes benchmarks/conv.md; about a minute on 2 cores
+Per variant: the time of one SGD step per lane (5 lanes, batch 128, 32×32×3 inputs; median of timed calls after
+a warm-up), its FLOP/s against the machine's matmul peak (machine.py, measured in the same run), and the largest
+relative difference of the updated weights against the all-XLA variant run the same way.
+
+    python benchmarks/conv.py                  # writes benchmarks/conv.md; about 4 minutes on 2 cores
+    python benchmarks/conv.py --quick          # width 16, fewer repeats: a smoke test
 """
 from __future__ import annotations
 
@@ -25,45 +30,56 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from machine import machine_info, machine_table, write_report  # noqa: E402
+from machine import machine_info, machine_table, matmul_peak, write_report  # noqa: E402
 
+from superconsistency import flops as flops_lib  # noqa: E402
 from superconsistency import models  # noqa: E402
 
-
-def xla_conv(w, x, mult, stride):
-  return mult * jax.lax.conv_general_dilated(x, w, (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+LANES, BATCH, LOOP_STEPS = 5, 128, 2
 
 
-def slices_conv(w, x, mult, stride):
-  """SAME-padded k×k convolution as one matmul over the k·k strided shifts of the input (im2col by slicing): equal
-  to lax.conv_general_dilated with SAME padding; its gradient is a matmul and strided pads. (models.py used it
-  until this benchmark showed XLA's own convolution faster once the pooling's gradient was fixed.)"""
-  kh, kw, cin, cout = w.shape
-  h, wd = x.shape[1], x.shape[2]
-  oh, ow = -(-h // stride), -(-wd // stride)
-  ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - wd, 0)
-  x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-  shifts = [jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, cin),
-                          (1, stride, stride, 1)) for i in range(kh) for j in range(kw)]
-  patches_BxHxWxK = jnp.concatenate(shifts, axis=-1) if len(shifts) > 1 else shifts[0]
-  return mult * (patches_BxHxWxK @ w.reshape(kh * kw * cin, cout))
-
-
-def native_pool(x, size):
-  return models.max_pool(x, size, backend='native')   # reduce_window, as on GPU/TPU
-
-
-def loss_fn(conv, pool):
-  def loss(w0, w1, wr, x, y):
-    h = jax.nn.relu(conv(w0, x, 0.2, 2))
-    h = pool(h, 2)
-    h = pool(jax.nn.relu(conv(w1, h, 0.05, 4)), 2)
+def network(conv_backend, pool_backend):
+  """The SimpleConvNet's loss (conv3×3/2 → ReLU → pool2 → conv3×3/4 → ReLU → pool2 → readout), with the
+  convolution and pooling of `models` for the given backends ('cpu': ours; 'native': XLA's own ops)."""
+  def loss(params, x, y):
+    w0, w1, wr = params
+    h = models.max_pool(jax.nn.relu(models._conv(w0, x, 0.2, 2, conv_backend)), 2, pool_backend)
+    h = models.max_pool(jax.nn.relu(models._conv(w1, h, 0.05, 4, conv_backend)), 2, pool_backend)
     logits = h.reshape(h.shape[0], -1) @ wr
     return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * y, -1))
-  return loss
+
+  def sgd(params, x, y):
+    grads = jax.grad(loss)(params, x, y)
+    return tuple(p - 0.01 * g for p, g in zip(params, grads))
+  return sgd
 
 
-def timed(fn, *args, repeats=5):
+def lanes_program(sgd, lanes: str, steps: str):
+  """A jitted function of (stacked params, x, y) -> stacked params: the lanes vmapped or unrolled, one step
+  ('host') or LOOP_STEPS steps in a fori_loop ('loop')."""
+  if lanes == 'vmap':
+    one = jax.vmap(sgd, in_axes=(0, None, None))
+  else:
+    def one(params, x, y):
+      outs = [sgd(tuple(p[i] for p in params), x, y) for i in range(params[0].shape[0])]
+      return tuple(jnp.stack(ws) for ws in zip(*outs))
+  if steps == 'host':
+    return jax.jit(one), 1
+  return jax.jit(lambda p, x, y: jax.lax.fori_loop(0, LOOP_STEPS, lambda i, q: one(q, x, y), p)), LOOP_STEPS
+
+
+VARIANTS = [
+    # name, conv backend, pool backend, lanes, steps
+    ('XLA conv + XLA pool, vmap, in a loop', 'native', 'native', 'vmap', 'loop'),
+    ('XLA conv + reshape pool, vmap, in a loop (the sweep before)', 'native', 'cpu', 'vmap', 'loop'),
+    ('ours, vmap, in a loop', 'cpu', 'cpu', 'vmap', 'loop'),
+    ('ours, vmap, host steps', 'cpu', 'cpu', 'vmap', 'host'),
+    ('XLA conv + reshape pool, unrolled, host steps', 'native', 'cpu', 'unroll', 'host'),
+    ('ours, unrolled, host steps (the sweep now, `program: auto`)', 'cpu', 'cpu', 'unroll', 'host'),
+]
+
+
+def timed(fn, args, repeats):
   jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repeats):
@@ -73,45 +89,54 @@ def timed(fn, *args, repeats=5):
   return statistics.median(times)
 
 
-def main():
-  parser = argparse.ArgumentParser()
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conv.md'))
   parser.add_argument('--widths', default='64,256')
-  args = parser.parse_args()
-  lanes, batch = 5, 128
+  parser.add_argument('--quick', action='store_true')
+  args = parser.parse_args(argv)
+  info = machine_info()
+  widths = (16,) if args.quick else tuple(int(w) for w in args.widths.split(','))
+  repeats = 1 if args.quick else 3
+  peak = matmul_peak(repeats=1 if args.quick else 5)[1] * 1e9
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(batch, 32, 32, 3)), jnp.float32)
-  y = jax.nn.one_hot(rng.integers(0, 10, batch), 10)
+  x = jnp.asarray(rng.normal(size=(BATCH, 32, 32, 3)), jnp.float32)
+  y = jax.nn.one_hot(rng.integers(0, 10, BATCH), 10)
   rows = []
-  for width in (int(w) for w in args.widths.split(',')):
-    w0 = jnp.asarray(rng.normal(size=(lanes, 3, 3, 3, width)), jnp.float32)
-    w1 = jnp.asarray(rng.normal(size=(lanes, 3, 3, width, width)), jnp.float32)
-    wr = jnp.asarray(rng.normal(size=(lanes, width, 10)), jnp.float32) / width
-    grads, seconds, ratio = {}, {}, {}
-    for name, conv, pool in (('xla', xla_conv, native_pool), ('slices', slices_conv, native_pool),
-                             ('xla+pool', xla_conv, models.max_pool), ('slices+pool', slices_conv, models.max_pool)):
-      loss = loss_fn(conv, pool)
-      g = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(0, 0, 0, None, None)))
-      f = jax.jit(jax.vmap(loss, in_axes=(0, 0, 0, None, None)))
-      seconds[name] = timed(g, w0, w1, wr, x, y)
-      ratio[name] = seconds[name] / timed(f, w0, w1, wr, x, y)
-      grads[name] = g(w0, w1, wr, x, y)
-    diff = {n: max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in zip(grads['xla'], grads[n]))
-            for n in ('slices', 'xla+pool', 'slices+pool')}
-    rows.append((width, seconds, ratio, diff))
-  text = ['# SimpleConvNet gradient: XLA convolution and pooling vs slices + matmul and reshape + max (CPU)', '',
-          *machine_table(machine_info()), "",
-          f'SimpleConvNet loss gradient, jit(vmap) over {lanes} lanes, batch {batch}, 32×32×3 inputs. "grad/fwd": '
-          'the gradient\'s time over the forward pass\'s, same variant.', '',
-          '| width | XLA conv, XLA pool (s) | slices, XLA pool (s) | XLA conv, reshape pool (s) | slices, reshape pool '
-          '(s) | grad/fwd (same order) | max relative |Δ grad| vs the first |',
-          '|---|---|---|---|---|---|---|']
-  for w, t, r, d in rows:
-    names = ('xla', 'slices', 'xla+pool', 'slices+pool')
-    text.append(f'| {w} | ' + ' | '.join(f'{t[n]:.3f}' for n in names) + ' | '
-                + ' / '.join(f'{r[n]:.1f}' for n in names) + ' | '
-                + ' / '.join(f'{d[n]:.1e}' for n in names[1:]) + ' |')
-  text += ['', 'models.py uses XLA\'s convolution and, on CPU, the reshape pool (the third column of times).']
+  for width in widths:
+    params = (jnp.asarray(rng.normal(size=(LANES, 3, 3, 3, width)), jnp.float32),
+              jnp.asarray(rng.normal(size=(LANES, 3, 3, width, width)), jnp.float32),
+              jnp.asarray(rng.normal(size=(LANES, width, 10)), jnp.float32) / width)
+    step_flops = flops_lib.count(jax.jit(network('native', 'cpu')).trace(
+        tuple(p[0] for p in params), x, y).jaxpr).flops
+    results, reference = [], {}
+    for name, conv, pool, lanes, steps in VARIANTS:
+      fn, num_steps = lanes_program(network(conv, pool), lanes, steps)
+      seconds = timed(fn, (params, x, y), repeats) / (num_steps * LANES)
+      out = fn(params, x, y)
+      reference.setdefault(steps, out)   # the first variant of each kind of loop: all-XLA
+      diff = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in zip(reference[steps], out))
+      results.append((name, seconds, diff))
+    rows.append((width, step_flops, results))
+  text = ['# SimpleConvNet SGD step on CPU: layer formulations, vmapped or unrolled lanes, loop or host steps'
+          + (' (--quick)' if args.quick else ''), '', *machine_table(info), '',
+          f'One SGD step of the SimpleConvNet, {LANES} lanes (different weights, the same batch of {BATCH} '
+          '32×32×3 inputs), per lane: the time of one call over (lanes × steps it runs). "In a loop": '
+          f'{LOOP_STEPS} steps inside a `lax.fori_loop`, as a scanned chunk runs them; "host steps": one step '
+          'per call. Utilization: the step\'s matrix FLOPs (flops.py) per second over the machine\'s matmul peak '
+          f'({peak / 1e9:.0f} GFLOP/s, machine.py, measured in this run). |Δ|: the largest relative difference '
+          'of the updated weights against the first variant with the same kind of loop.', '']
+  for width, step_flops, results in rows:
+    base = results[1][1]
+    text += [f'## width {width} ({step_flops / 1e9:.2f} GFLOP per lane-step)', '',
+             '| variant | ms per lane-step | vs the sweep before | utilization | max relative |Δ| |', '|---|---|---|---|---|']
+    for name, seconds, diff in results:
+      text.append(f'| {name} | {seconds * 1e3:.1f} | {base / seconds:.1f}× | {step_flops / seconds / peak:.1%} | '
+                  f'{diff:.1e} |')
+    text.append('')
+  text += ['models.py uses ours on CPU (reshape pool; XLA\'s convolution with the slices-matmul input term in its '
+           'JVP) and XLA\'s own ops on GPU and TPU; the sweep unrolls the lanes and dispatches the steps from the '
+           'host for convolutional models on CPU (`program: auto`).']
   write_report(args.out, '\n'.join(text) + '\n')
 
 

@@ -5,14 +5,14 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
 1. 8 simulated devices vs 1 device, the same 64-lane sweep. The quickstart MLP on MNIST-1D (`configs/quickstart.py`,
    μP, width 128, depth 3, SGD, batch 64), 64 lanes = 16 base learning rates log-spaced 0.0625..8 × 4 seeds
    (`train.lane_grid`), 60 steps with a measurement (losses, λ_max by Lanczos) every 20, run exactly as a real run
-   runs it: `distributed.make_mesh(cfg.mesh)`, `train.compile_sweep`, `train.run_sweep(..., sweep=sweep)`.
+   runs it: `distributed.make_mesh(cfg.mesh)`, `lanes.compile_sweep`, `lanes.run_sweep(..., sweep=sweep)`.
    Each device count runs in its own subprocess, started one after the other (never concurrently): the 1-device
    one without, the 8-device one with `XLA_FLAGS=--xla_force_host_platform_device_count=8` (it must be set before
    JAX starts). Meshes on 8 devices: sweep=8 × data=1 (8 lanes per device), sweep=4 × data=2 (16 lanes per device,
    each batch split in two), sweep=1 × data=8 (all lanes on every device, each batch split in eight).
    Compile = lower + compile of init, measure and chunk, ahead of time (`sweep.chunk.jitted.lower(...).compile()`; the
    jitted functions then reuse the executables: checked with `jax_log_compiles`, no compile inside the runs). Run =
-   one full `train.run_sweep` call (init, first measurement, every chunk with a host sync after it): one warm-up
+   one full `lanes.run_sweep` call (init, first measurement, every chunk with a host sync after it): one warm-up
    call, then two timed calls; the faster of the two is reported (both are listed), with its CPU time (all threads,
    `time.process_time`) / wall time = the cores kept busy. Agreement: max |Δ| between each 8-device mesh and the
    1-device run of the final train_loss and sharpness, and over all metrics and measurements; where it comes from:
@@ -62,6 +62,7 @@ from superconsistency import data as D  # noqa: E402
 from superconsistency import distributed  # noqa: E402
 from superconsistency import models as M  # noqa: E402
 from superconsistency import parameterization as pz  # noqa: E402
+from superconsistency import lanes
 from superconsistency import train as T  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,16 +140,16 @@ def aot_compile(sweep):
 def time_mesh(s, c, data, model, hp, sweep_axis, data_axis):
   c.mesh.sweep, c.mesh.data = sweep_axis, data_axis
   mesh = distributed.make_mesh(c.mesh)
-  sweep = T.compile_sweep(model, data, c, hp, mesh)
+  sweep = lanes.compile_sweep(model, data, c, hp, mesh)
   compile_s, chunk, state = aot_compile(sweep)
   log(f'mesh {sweep_axis}x{data_axis}: compiled in {compile_s:.2f}s')
   t0 = time.perf_counter()
-  T.run_sweep(None, data, c, None, sweep=sweep)
+  lanes.run_sweep(None, data, c, None, sweep=sweep)
   warm = time.perf_counter() - t0
   runs, cpus = [], []
   for _ in range(s['timed_runs']):
     t0, c0 = time.perf_counter(), time.process_time()
-    _, metrics, diverged = T.run_sweep(None, data, c, None, sweep=sweep)
+    _, metrics, diverged = lanes.run_sweep(None, data, c, None, sweep=sweep)
     runs.append(time.perf_counter() - t0)
     cpus.append(time.process_time() - c0)   # CPU time of all the process's threads
   log(f'mesh {sweep_axis}x{data_axis}: warm-up run {warm:.2f}s, timed runs {", ".join(f"{r:.2f}s" for r in runs)}')
@@ -166,7 +167,7 @@ def last_device_lanes(c, data, model, hp):
   k = int(hp.lr.shape[0]) // NUM_DEVICES
   c.mesh.sweep, c.mesh.data = 1, 1
   sub = jax.tree.map(lambda a: a[-k:], hp)
-  _, metrics, diverged = T.run_sweep(model, data, c, sub, mesh=distributed.make_mesh(c.mesh))
+  _, metrics, diverged = lanes.run_sweep(model, data, c, sub, mesh=distributed.make_mesh(c.mesh))
   log(f'the last {k} lanes alone on 1 device: done')
   return dict(lanes=k, metrics={n: np.asarray(v).tolist() for n, v in metrics.items()},
               diverged=np.asarray(diverged).tolist())
@@ -178,7 +179,7 @@ def memory_by_lanes(s, c, data, model, hp):
   rows = []
   for n in s['mem_lanes']:
     sub = jax.tree.map(lambda a, n=n: a[:n], hp)
-    sweep = T.compile_sweep(model, data, c, sub, mesh)
+    sweep = lanes.compile_sweep(model, data, c, sub, mesh)
     state = jax.eval_shape(sweep.init.jitted, sweep.hp)
     t0 = time.perf_counter()
     chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
@@ -312,7 +313,7 @@ def report(quick, s, info, one, eight, total):
            f'{len(one["lrs"])} learning rates log-spaced {one["lrs"][0]:g}..{one["lrs"][-1]:g} × {len(one["seeds"])} '
            f'seeds; {steps} steps, a measurement every {s["measure_every"]} (train loss on {one["loss_batch"]}, eval '
            f'on {one["num_eval"]}, λ_max by {one["solver"]} with {one["num_iters"]} HVPs on {one["sharpness_batch"]} '
-           f'examples). Run = one full `train.run_sweep` call after a warm-up call, the fastest of '
+           f'examples). Run = one full `lanes.run_sweep` call after a warm-up call, the fastest of '
            f'{s["timed_runs"]}; lane-steps = {ref["lanes"]} × {steps} = {ref["lanes"] * steps}.')
   L.append('')
   L.append('| devices | mesh (sweep × data) | lanes per device | compile | warm-up run | timed runs | **run** | CPU time / run (cores busy) | per lane-step | **run / 1-device run** | compile / 1-device compile |')

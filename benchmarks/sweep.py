@@ -5,7 +5,7 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
 1. Vmapped sweep vs sequential lanes. MLP on MNIST-1D (widths 64 and 256, depth 3, SGD, μP), 16 lanes = 16 base learning
    rates log-spaced over 0.05..2.0, with the in-loop measurement (losses, λ_max by Lanczos on Hessian-vector
    products) every `measure_every` steps exactly as a real run does it.
-   - vmapped:    one program over all 16 lanes, built as `train.run_sweep` builds it (jit(vmap(...)), chunk donated).
+   - vmapped:    one program over all 16 lanes, built as `lanes.run_sweep` builds it (jit(vmap(...)), chunk donated).
    - sequential: the same lanes one after another, un-vmapped, as `train.run_lane` runs them (jit of the single-lane
                  functions). The learning rate is a traced argument, so one compiled single-lane executable serves
                  every lane; `train.run_lane` itself rebuilds the program on every call and so pays the compile once
@@ -43,6 +43,7 @@ from superconsistency import data as D  # noqa: E402
 from superconsistency import models as M  # noqa: E402
 from superconsistency import parameterization as pz  # noqa: E402
 from superconsistency import spectra  # noqa: E402
+from superconsistency import lanes
 from superconsistency import train as T  # noqa: E402
 
 FULL = dict(widths=(64, 256), depth=3, num_lanes=16, num_steps=100, measure_every=25, sharpness_batch=128, num_iters=10,
@@ -74,13 +75,14 @@ def make_model(c, data, width):
 # ---------------------------------------------------------------------------------------------------- part 1
 
 
-def compile_lane_fns(program, hp, arrays, vmapped):
-  """AOT-compiles init/measure/chunk as run_sweep (vmapped) or run_lane (single lane) jit them.
-  Returns (executables, seconds spent lowering + compiling)."""
+def compile_lane_fns(program, hp, arrays, vmapped, how='vmap'):
+  """AOT-compiles init/measure/chunk as run_sweep (vmapped, or with `how='unroll'` the lanes unrolled, as
+  lanes.batch_lanes does) or run_lane (single lane) jit them. Returns (executables, seconds lowering + compiling)."""
   if vmapped:
-    init = jax.jit(jax.vmap(program.init))
-    measure = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None)))
-    chunk = jax.jit(jax.vmap(program.chunk, in_axes=(0, 0, None)), donate_argnums=0)
+    batch = lambda f, in_axes=0: lanes.batch_lanes(f, how, in_axes)
+    init = jax.jit(batch(program.init))
+    measure = jax.jit(batch(program.measure, (0, 0, None)))
+    chunk = jax.jit(batch(program.chunk, (0, 0, None)), donate_argnums=0)
   else:
     init, measure, chunk = jax.jit(program.init), jax.jit(program.measure), jax.jit(program.chunk)
   t0 = time.perf_counter()
@@ -121,7 +123,7 @@ def bench_sweep(s, log):
   lane_steps = n_lanes * c.num_steps
 
   # vmapped: one program, all lanes
-  # lanes over the mesh's `sweep` axis, as train.compile_sweep places them (a no-op on one device)
+  # lanes over the mesh's `sweep` axis, as lanes.compile_sweep places them (a no-op on one device)
   from superconsistency import distributed
   mesh = distributed.make_mesh(c.mesh)
   hp_v = jax.device_put(hp, distributed.lane_sharding(mesh)) if n_lanes % mesh.shape['sweep'] == 0 else hp
@@ -134,6 +136,15 @@ def bench_sweep(s, log):
   metrics_v, div_v = run_lanes(fns_v, hp_v, data.arrays, n_chunks)
   run_v = time.perf_counter() - t0
   log(f'vmapped: warm-up run {warm_v:.2f}s, timed run {run_v:.2f}s')
+
+  # unrolled: one program, every lane's operations written out in turn (program.lanes='unroll')
+  fns_u, compile_u = compile_lane_fns(T.make_lane_program(model, data, c), hp, data.arrays, vmapped=True,
+                                      how='unroll')
+  run_lanes(fns_u, hp, data.arrays, n_chunks)
+  t0 = time.perf_counter()
+  metrics_u, _ = run_lanes(fns_u, hp, data.arrays, n_chunks)
+  run_u = time.perf_counter() - t0
+  log(f'unrolled: compiled in {compile_u:.2f}s, timed run {run_u:.2f}s')
 
   # sequential: one un-vmapped executable, the lanes one after another
   lane_hp = [T.LaneHparams(hp.lr[i], hp.gamma0[i], hp.seed[i]) for i in range(n_lanes)]
@@ -158,6 +169,8 @@ def bench_sweep(s, log):
           int(np.prod(w.shape)) for w in jax.eval_shape(model.init, jax.random.PRNGKey(0)).values()),
       compile_v=compile_v, compile_s=compile_s, warm_v=warm_v, warm_s=warm_s, run_v=run_v, run_s=run_s,
       per_v=per_v, per_s=per_s, ratio=per_s / per_v, diff_final=diff_final, diff_all=diff_all,
+      compile_u=compile_u, run_u=run_u, per_u=run_u / lane_steps, ratio_u=per_s / (run_u / lane_steps),
+      diff_u=max(nan_abs_diff(metrics_u[k], metrics_s[k]) for k in T.METRICS),
       diverged_v=int((div_v >= 0).sum()), diverged_s=int((div_s >= 0).sum()),
       same_divergence=bool(np.array_equal(div_v, div_s)),
       final_train_loss_v=metrics_v['train_loss'][:, -1], final_train_loss_s=metrics_s['train_loss'][:, -1])
@@ -226,6 +239,14 @@ def report(quick, s, info, sws, hv, total):
   L += [f'| {sw["width"]} | {ms(sw["per_v"])} | {ms(sw["per_s"])} | **{sw["ratio"]:.2f}×** | '
         f'{sw["compile_v"] + sw["run_v"]:.1f} s | {sw["compile_s"] + sw["run_s"]:.1f} s / '
         f'{sw["n_lanes"] * sw["compile_s"] + sw["run_s"]:.1f} s |' for sw in sws]
+  L.append('')
+  L.append('The same lanes in one program with each lane\'s operations written out (`program.lanes=\'unroll\'`, '
+           'plain matmuls instead of batched ones):')
+  L.append('')
+  L.append('| width | unrolled per lane-step | sequential / unrolled | unrolled compile | max |Δ| vs sequential (all metrics) |')
+  L.append('|---|---|---|---|---|')
+  L += [f'| {sw["width"]} | {ms(sw["per_u"])} | **{sw["ratio_u"]:.2f}×** | {sw["compile_u"]:.1f} s | '
+        f'{sw["diff_u"]:.3g} |' for sw in sws]
   L.append('')
   for sw in sws:
     c = sw['settings']

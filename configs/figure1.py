@@ -8,8 +8,11 @@ learning-rate sweeps. Experiment 1 of the results gallery (results/README.md).
 The default matches the authors' pure-JAX reproduction script, so the two can be compared: widths 16/64/256,
 batch 128, 256 SGD steps, 9 evenly spaced measurements (every 32 steps, step 0 included) of 8 warm-started power
 iterations on 32 samples, loss on 512 samples; sweeps over μP base rates {0.1, 0.2, 0.5, 1, 2} and NTP rates
-{1, 3, 7, 20, 60} read after 128 steps (`select_step`); trajectories at μP 0.5 and NTP 7. All rates train for 256
-steps in one vmapped program: the first 128 steps of a lane are exactly a 128-step sweep run.
+{1, 3, 7, 20, 60} read after 128 steps (`select_step`); trajectories at μP 0.5 and NTP 7. All rates start in one
+compiled program; at step 128 the sweep lanes retire (`sweep.lane_steps='select_step'`) and the trajectory lane
+runs on alone to 256, so a sweep lane is exactly a 128-step sweep run. On CPU the lanes are unrolled and the steps
+dispatched from the host (`program`: 'auto'; XLA:CPU runs convolutions in device loops and vmapped (grouped)
+convolutions many times slower, benchmarks/conv.md).
 Offline (the default) the data are learnable synthetic CIFAR-shaped images (32×32×3, 10 classes); with CIFAR-10
 prepared through TFDS add `--config.data.offline=False`. `:full` gives widths 64/256/1024 and 19,550 steps
 (measurements every 1,955 steps) on CIFAR-10.
@@ -38,6 +41,7 @@ def get_config(arg: str = ''):
   c.measure.solver = 'power'       # warm-started from the previous measurement's vector, as the authors' script
   c.measure.num_iters = 8
   c.coord_check.enabled = False
+  c.sweep.lane_steps = 'select_step'   # as the authors' procedure: sweep lanes stop at select_step (128)
   if not full:
     c.widths = (16, 64, 256)
     c.num_steps = 256
@@ -50,4 +54,5 @@ def get_config(arg: str = ''):
     c.num_steps = 19550
     c.measure_every = 1955
     c.select_step = 0
+    c.sweep.lane_steps = 'num_steps'   # every rate trains the whole run, read at its end
   return c

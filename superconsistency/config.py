@@ -18,6 +18,9 @@ from superconsistency import models
 from superconsistency import parameterization as pz
 
 SOLVERS = ('lanczos', 'power')
+LANE_STEPS = ('num_steps', 'select_step')
+PROGRAM_LANES = ('auto', 'vmap', 'unroll')
+PROGRAM_STEPS = ('auto', 'scan', 'host')
 DTYPES = ('float32', 'float64')
 SELECT_BY = ('train_loss', 'eval_loss')
 OPTIMIZER_OPTIONS = {
@@ -55,12 +58,17 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
                  beta=1.0, center=False, lr_convention='sc')
   c.loss = 'cross_entropy'         # or 'mse' (one-hot targets, mean over batch × classes)
   c.optimizer = dict(name=optimizer, **OPTIMIZER_OPTIONS[optimizer])
-  c.sweep = dict(lrs={p: (1.0,) if p == 'ntk' else (0.1,) for p in pz.NAMES}, gamma0s=(1.0,), seeds=(0,))
+  c.sweep = dict(lrs={p: (1.0,) if p == 'ntk' else (0.1,) for p in pz.NAMES}, gamma0s=(1.0,), seeds=(0,),
+                 # each lane's steps: 'num_steps' (all), or 'select_step': lanes at plot.trajectory_lrs run num_steps,
+                 # the others stop at select_step (the step their loss is read at), as a separate sweep would
+                 lane_steps='num_steps',
+                 retire_diverged=True)   # a diverged lane leaves the batch at the next chunk (its rows are the same)
   c.num_steps = 200
   c.measure_every = 20             # steps per compiled chunk; one measurement at the end of each
   c.measure = dict(
       hessian=True,             # False: no Hessian products at all (sharpness, lr_sharpness are nan): loss curves only
       loss_batch=512, sharpness_batch=256, solver='lanczos', num_iters=20,
+      warm_start=False,         # lanczos: start each λ_max solve from the last one's top-k Ritz vectors
       hessian_k=1,              # top-k Hessian eigenvalues (columns hessian_eig_1..k when k > 1)
       gauss_newton=False,       # top-k of G = JᵀH_ℓJ (gn_eig_*) and the top eigenvalue of R = H − G
       ntk_k=0,                  # top-k empirical NTK eigenvalues, raw (ntk_eig_*) and J·D·Jᵀ (ntk_lr_eig_*)
@@ -86,6 +94,10 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
                        lr=dict(sgd=0.05, adam=0.002))
   c.plot = dict(trajectory_lrs={p: 0.0 for p in pz.NAMES})  # 0: the best grid rate at the smallest width
+  # How lanes and steps become a program (lanes.ProgramChoice): lanes 'vmap' or 'unroll', steps 'scan' (a device
+  # loop) or 'host' (a compiled step per optimizer step); 'auto' unrolls and steps from the host for convolutional
+  # models on CPU (benchmarks/conv.md), and vmaps and scans otherwise
+  c.program = dict(lanes='auto', steps='auto')
   return c
 
 
@@ -213,6 +225,7 @@ def validate(c) -> None:
   require(c.select_step >= 0 and c.select_step <= c.num_steps and c.select_step % c.measure_every == 0,
           'select_step', f'must be 0 (the last step) or a measured step in 1..num_steps={c.num_steps}, '
           f'a multiple of measure_every={c.measure_every}; got {c.select_step}')
+  _validate_lanes(c)
   require(c.mesh.sweep >= 0 and c.mesh.data >= 0 and (c.mesh.sweep or c.mesh.data), 'mesh',
           'sweep and data are device counts >= 0, not both 0 (0 = the devices the other axis leaves)')
   ck = c.checkpoint
@@ -231,10 +244,33 @@ def validate(c) -> None:
             'must be a learning rate > 0 for the configured optimizer')
 
 
+def _validate_lanes(c):
+  s = c.sweep
+  require(s.lane_steps in LANE_STEPS, 'sweep.lane_steps',
+          f'{s.lane_steps!r} is not allowed; allowed: {", ".join(LANE_STEPS)}')
+  require(isinstance(s.retire_diverged, bool), 'sweep.retire_diverged', 'must be True or False')
+  if s.lane_steps == 'select_step':
+    require(0 < c.select_step, 'sweep.lane_steps',
+            "'select_step' stops the sweep lanes at select_step, but select_step is 0 (the last step): set "
+            'select_step, or use lane_steps=num_steps')
+    for p in c.parameterizations:
+      require(c.plot.trajectory_lrs.get(p, 0.0) > 0, f'plot.trajectory_lrs.{p}',
+              "is 0 (chosen after the run), but sweep.lane_steps='select_step' must know before the run which "
+              'lanes train to num_steps: give the trajectory rate')
+  require(c.program.lanes in PROGRAM_LANES, 'program.lanes',
+          f'{c.program.lanes!r} is not allowed; allowed: {", ".join(PROGRAM_LANES)}')
+  require(c.program.steps in PROGRAM_STEPS, 'program.steps',
+          f'{c.program.steps!r} is not allowed; allowed: {", ".join(PROGRAM_STEPS)}')
+
+
 def _validate_measure(c):
   m = c.measure
   require(m.solver in SOLVERS, 'measure.solver', f'unknown solver {m.solver!r}; allowed: {", ".join(SOLVERS)}')
   require(m.num_iters >= 1, 'measure.num_iters', 'must be >= 1')
+  require(isinstance(m.warm_start, bool), 'measure.warm_start', f'must be True or False, got {m.warm_start!r}')
+  require(not m.warm_start or (m.solver == 'lanczos' and m.hessian), 'measure.warm_start',
+          'warm-starts the Lanczos λ_max solve, so it needs measure.solver=lanczos and measure.hessian=True '
+          '(power iteration always warm-starts)')
   require(m.loss_batch >= 1 and m.sharpness_batch >= 1, 'measure', 'loss_batch and sharpness_batch must be >= 1')
   require(m.hessian_k >= 1, 'measure.hessian_k', 'must be >= 1')
   require(m.hessian_k == 1 or m.solver == 'lanczos', 'measure.hessian_k',

@@ -25,11 +25,14 @@ def _dot_flops(eqn) -> float:
 
 
 def _conv_flops(eqn) -> float:
+  """2 × outputs × (window × input features). An input dilated by s (the input gradient of a stride-s convolution)
+  puts s − 1 zeros between its entries, so only 1/s of a window's taps per axis meet an entry: those are counted."""
   rhs = eqn.invars[1].aval.shape
   out = eqn.outvars[0].aval.shape
   spec = eqn.params['dimension_numbers'].rhs_spec   # (out feature, in feature, spatial...)
   per_output = math.prod(rhs[d] for d in spec[1:])
-  return 2.0 * math.prod(out) * per_output
+  dilated = math.prod(eqn.params.get('lhs_dilation') or (1,))
+  return 2.0 * math.prod(out) * per_output / dilated
 
 
 def _sub_jaxprs(value):

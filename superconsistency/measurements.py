@@ -6,8 +6,10 @@ the columns NAME_1 … NAME_k), and holds the function that computes it inside t
 from a `Context` (the lane's state, rates, operators, batches and its own random key). Measurements run in
 registry order; each sees what the earlier ones returned (`done`), so λ_max is solved once and read by the
 measurements that rescale it. Whatever a measurement returns beyond its outputs is shared with the later ones
-and not recorded; a returned `power_vec` becomes the lane's next warm start for power iteration. The registry's
-order is the order of metrics.csv's columns.
+and not recorded; a returned `power_vec` becomes the lane's next warm start: for power iteration always, and for
+Lanczos with `measure.warm_start` (the normalized sum of the top-k Ritz vectors; the next solve starts from it
+plus a small random part, `warm_start_vector`). Only the sharpness solve is warm-started; the other Lanczos
+measurements start from a random vector each time. The registry's order is the order of metrics.csv's columns.
 
 Adding a measurement: write its function here and add one `Measurement` to MEASUREMENTS (and a config.measure
 field if it needs a switch). Nothing else changes: train.metric_columns, the lane program, plot.py's spectra
@@ -150,19 +152,39 @@ def _eval_accuracy(ctx, done):
   return {'eval_accuracy': models.accuracy(ctx.eval_outputs, ctx.arrays['eval_y'])}
 
 
+WARM_START_NOISE = 0.1   # weight of the random unit vector added to the stored unit vector (benchmarks/warm_start.md)
+
+
+def warm_start_vector(stored, key, noise: float = WARM_START_NOISE):
+  """The start vector of a warm-started Lanczos solve: the stored vector, normalized, plus `noise` times a random
+  unit vector, so that no direction (an eigenvector that has risen since the last measurement) is missing from the
+  start. A zero or non-finite stored vector is replaced by the random one alone (a cold start)."""
+  r = jax.random.normal(key, stored.shape, stored.dtype)
+  r = r / jnp.linalg.norm(r)
+  norm = jnp.linalg.norm(stored)
+  ok = jnp.isfinite(norm) & (norm > 0)
+  return jnp.where(ok, stored / jnp.where(ok, norm, 1.0) + noise * r, r)
+
+
 def _sharpness(ctx, done):
   """λ_max(H), and the top-k that Lanczos gives with it (shared as hessian_top)."""
   m, state = ctx.cfg.measure, ctx.state
+  warm = m.solver == 'lanczos' and m.warm_start
   if not m.hessian:   # loss curves only: no Hessian products (and no other spectra: validate enforces it)
     lam, vec, top = jnp.asarray(jnp.nan, ctx.dtype), state.power_vec, jnp.full((m.hessian_k,), jnp.nan, ctx.dtype)
   elif m.solver == 'power':
     lam, vec = spectra.power_iteration(ctx.ops.hessian, state.power_vec, m.num_iters)
     top = lam[None]
+  elif warm:   # from the last measurement's top-k Ritz vectors (at step 0: train.init's random vector)
+    v0 = warm_start_vector(state.power_vec, jax.random.fold_in(ctx.key, 1))
+    res = spectra.lanczos(ctx.ops.hessian, ctx.ops.dim, m.num_iters, ctx.key, k=m.hessian_k, dtype=ctx.dtype, v0=v0)
+    lam, top = res.eigenvalues[0], res.eigenvalues
+    vec = res.eigenvectors.sum(0)   # every wanted direction in the next start; normalized by warm_start_vector
   else:
     res = spectra.lanczos(ctx.ops.hessian, ctx.ops.dim, m.num_iters, ctx.key, k=m.hessian_k, dtype=ctx.dtype)
     lam, top = res.eigenvalues[0], res.eigenvalues
   out = {'sharpness': lam, 'hessian_top': top}
-  if m.solver == 'power':
+  if m.solver == 'power' or warm:
     out['power_vec'] = vec
   return out
 

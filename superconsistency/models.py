@@ -12,6 +12,7 @@ argument of `apply` and may be traced.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -54,11 +55,60 @@ def _dense(w, x, mult):
   return mult * (x @ w)
 
 
-def _conv(w, x, mult, stride):
-  """SAME-padded k×k convolution, XLA's own. (Written as a matmul over the k·k strided shifts of the input it was
-  slower on CPU once the pooling's gradient was fixed: benchmarks/conv.md measures both.)"""
-  return mult * jax.lax.conv_general_dilated(x, w, (stride, stride), 'SAME',
-                                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+def _xla_conv(x, w, stride):
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _same_pads(size, k, stride):
+  """(out, low, high) of a SAME-padded strided window along one axis."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + k - size, 0)
+  return out, total // 2, total - total // 2
+
+
+def slices_conv(x_BxHxWxC, w, stride):
+  """The same SAME-padded k×k convolution as one matmul over the k·k strided shifts of the input (im2col by
+  slicing). Linear in x; its transpose (what the gradient wrt x uses) is a matmul and k·k strided pads."""
+  kh, kw, cin, cout = w.shape
+  b, h, wd, _ = x_BxHxWxC.shape
+  (oh, ph0, ph1), (ow, pw0, pw1) = _same_pads(h, kh, stride), _same_pads(wd, kw, stride)
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+  shifts = [jax.lax.slice(x, (0, i, j, 0), (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, cin),
+                          (1, stride, stride, 1)) for i in range(kh) for j in range(kw)]
+  patches_BxHxWxK = jnp.concatenate(shifts, axis=-1) if len(shifts) > 1 else shifts[0]
+  return patches_BxHxWxK @ w.reshape(kh * kw * cin, cout)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _cpu_conv(x, w, stride):
+  return _xla_conv(x, w, stride)
+
+
+def _cpu_conv_jvp(stride, primals, tangents):
+  """XLA:CPU computes the convolution and its gradient wrt the weights well, but its gradient wrt the input of a
+  strided convolution (a base-dilated convolution) costs many times the forward pass (benchmarks/conv.md). The
+  tangent's input term is therefore written as the slicing matmul, whose transpose is a matmul and pads; the weight
+  term stays XLA's. Both terms are linear in the tangents, so reverse mode and Hessian-vector products follow."""
+  x, w = primals
+  x_dot, w_dot = tangents
+  out = _xla_conv(x, w, stride)
+  terms = []
+  if not isinstance(w_dot, jax.custom_derivatives.SymbolicZero):
+    terms.append(_xla_conv(x, w_dot, stride))
+  if not isinstance(x_dot, jax.custom_derivatives.SymbolicZero):
+    terms.append(slices_conv(x_dot, w, stride))
+  tangent = sum(terms[1:], terms[0]) if terms else jnp.zeros_like(out)
+  return out, tangent
+
+
+_cpu_conv.defjvp(_cpu_conv_jvp, symbolic_zeros=True)
+
+
+def _conv(w, x, mult, stride, backend: str | None = None):
+  """SAME-padded k×k convolution: XLA's own; on CPU with the input-gradient term of `_cpu_conv_jvp`."""
+  if (backend or jax.default_backend()) != 'cpu':
+    return mult * _xla_conv(x, w, stride)
+  return mult * _cpu_conv(x, w, stride)
 
 
 def max_pool(x_BxHxWxC, size: int, backend: str | None = None):

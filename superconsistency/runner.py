@@ -33,6 +33,7 @@ from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import results
 from superconsistency import spectra
+from superconsistency import lanes as lanes_lib
 from superconsistency import train
 
 OUTPUTS = ('metrics.csv', 'density.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
@@ -58,6 +59,7 @@ class Plan(NamedTuple):
   resolved: dict               # config.json
   chunks: int                  # compiled chunks per group
   csv_names: tuple
+  programs: dict               # (parameterization, depth, width) -> how its sweep was compiled (filled as it runs)
 
 
 class CheckpointId(NamedTuple):
@@ -110,7 +112,7 @@ def plan(cfg, workdir: str) -> Plan:
   sweep_data = data._replace(arrays=distributed.put_replicated(data.arrays, mesh))
   csv_names = ('metrics.csv',) + (('density.csv',) if m.density_every else ())
   return Plan(cfg, workdir, data, sweep_data, built, mesh, groups, hps, resolved, cfg.num_steps // cfg.measure_every,
-              csv_names)
+              csv_names, {})
 
 
 class _Sweeps:
@@ -122,11 +124,11 @@ class _Sweeps:
   def clear(self) -> None:
     self.group, self.sweep = None, None
 
-  def __call__(self, g) -> train.Sweep:
+  def __call__(self, g) -> lanes_lib.Sweep:
     if g != self.group:
       self.sweep = None   # free the previous group's programs first
       p = self.plan
-      self.sweep = train.compile_sweep(p.models[p.groups[g]], p.sweep_data, p.cfg, p.hps[p.groups[g][0]], p.mesh)
+      self.sweep = lanes_lib.compile_sweep(p.models[p.groups[g]], p.sweep_data, p.cfg, p.hps[p.groups[g][0]], p.mesh)
       self.group = g
     return self.sweep
 
@@ -136,11 +138,12 @@ def _restore_target(sweeps: _Sweeps, meta):
   if meta['chunks_done'] is None:
     return None
   sweep = sweeps(meta['group'])
-  state = train.abstract_state(sweep)
+  state = lanes_lib.abstract_state(sweep)
   first = jax.eval_shape(sweep.measure.jitted, state, sweep.hp, sweep.arrays, 0)[1]
   saved = meta['lanes_padded']
-  buffers = {k: np.zeros((saved, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
-  if saved != sweep.hp.lr.shape[0]:   # saved on a mesh that pads lanes otherwise: restored to the host, re-padded
+  saved_all = meta.get('buffer_lanes', saved)   # the buffers hold every lane even after lanes retired
+  buffers = {k: np.zeros((saved_all, sweep.num_chunks + 1) + v.shape[1:], v.dtype) for k, v in first.items()}
+  if saved != sweep.hp.lr.shape[0]:   # another mesh's padding, or a batch of retired lanes: restored to the host
     state = jax.tree.map(lambda a: np.zeros((saved,) + a.shape[1:], a.dtype), state)
   return dict(lanes=state, buffers=buffers)
 
@@ -203,15 +206,19 @@ def _truncate_to_checkpoint(workdir, meta, csv_names):
 
 class Spent(NamedTuple):
   """What the sweep's programs cost: seconds tracing and lowering them, seconds compiling them (XLA, or a cache
-  hit), and the matrix FLOPs their calls computed (flops.py; exact unless a while loop was counted once)."""
+  hit), the matrix FLOPs their calls computed (flops.py; exact unless a while loop was counted once), and the
+  lane-steps run and saved by retiring lanes (lanes.LaneSteps)."""
   trace_s: float = 0.0
   compile_s: float = 0.0
   flops: float = 0.0
   exact: bool = True
+  lane_steps_run: int = 0
+  lane_steps_saved: int = 0
 
   def plus(self, other: 'Spent') -> 'Spent':
     return Spent(self.trace_s + other.trace_s, self.compile_s + other.compile_s, self.flops + other.flops,
-                 self.exact and other.exact)
+                 self.exact and other.exact, self.lane_steps_run + other.lane_steps_run,
+                 self.lane_steps_saved + other.lane_steps_saved)
 
 
 class _Saver:
@@ -232,10 +239,12 @@ class _Saver:
     by_time = self.every_s > 0 and bool(distributed.agree_with_writer(time.time() - self.last >= self.every_s))
     return by_steps or by_time
 
-  def save(self, at: CheckpointId, state=None, buffers=None, reason='') -> None:
+  def save(self, at: CheckpointId, state=None, buffers=None, reason='', retired=None) -> None:
     workdir = self.plan.workdir
     meta = dict(group=at.group, chunks_done=at.chunk, reason=reason,
-                lanes_padded=None if state is None else int(self.sweeps(at.group).hp.lr.shape[0]),
+                lanes_padded=None if state is None else int(state.step.shape[0]),
+                buffer_lanes=None if buffers is None else int(next(iter(buffers.values())).shape[0]),
+                retired=None if retired is None else retired._asdict(),
                 csv_bytes={n: os.path.getsize(os.path.join(workdir, n)) for n in self.plan.csv_names}
                 if distributed.is_writer() else {})
     self.ckpt.save(at.step(self.plan.chunks), meta, None if state is None else dict(lanes=state, buffers=buffers))
@@ -243,11 +252,11 @@ class _Saver:
 
   def after_chunk(self, g):
     """The sweep's hook after each chunk of group g: save when due or on SIGTERM (then stop the run)."""
-    def hook(done, state, buffers):
+    def hook(done, state, buffers, retired):
       at = CheckpointId(g, done)
       stop = distributed.preempted(at.step(self.plan.chunks), checkpoint.sigterm.received)
       if stop or self.due(done):
-        self.save(at, state, buffers, 'sigterm' if stop else 'interval')
+        self.save(at, state, buffers, 'sigterm' if stop else 'interval', retired)
       if stop:
         raise checkpoint.Preempted(_preempted_message(self.plan.workdir, at))
     return hook
@@ -272,19 +281,28 @@ def _resume_note(plan: Plan, ckpt_step, meta):
 def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dict, resume=None, progress=None):
   """One (parameterization, depth, width) group: its compiled sweep from `resume` (or the start) to the end, then
   its rows appended to the CSVs. Returns what its programs cost (Spent)."""
-  steps, metrics, diverged_step = train.run_sweep(None, plan.data, plan.cfg, None, progress, resume=resume,
-                                                  after_chunk=saver.after_chunk(g), sweep=sweeps(g))
+  p_name = plan.groups[g][0]
+  budgets = lanes_lib.lane_budgets(plan.cfg, plan.hps[p_name], p_name)
+  start = time.time()
+  steps, metrics, diverged_step = lanes_lib.run_sweep(None, plan.data, plan.cfg, None, progress, resume=resume,
+                                                  after_chunk=saver.after_chunk(g), sweep=sweeps(g), budgets=budgets)
   if distributed.is_writer():
-    rows, density_rows = _rows(plan, g, steps, metrics, diverged_step)
+    rows, density_rows = _rows(plan, g, steps, metrics, diverged_step, budgets)
     writers['metrics.csv'].write(rows)
     if 'density.csv' in writers:
       writers['density.csv'].write(density_rows)
-  trace_s, compile_s = sweeps(g).compile_seconds()
-  done = sweeps(g).flops_done()
-  return Spent(trace_s, compile_s, done.flops, done.exact)
+  sweep = sweeps(g)
+  trace_s, compile_s = sweep.compile_seconds()
+  done, lane_steps = sweep.flops_done(), sweep.lane_steps()
+  # run_s: this group's training without its tracing and compiling (and, if resumed, this process's part)
+  plan.programs[plan.groups[g]] = dict(lanes=sweep.choice.lanes, steps=sweep.choice.steps, why=sweep.choice.why,
+                                       measure_fraction_flops=sweep.measure_fraction(), flops=done.flops,
+                                       run_s=round(time.time() - start - trace_s - compile_s, 2),
+                                       lane_steps_run=lane_steps.run)
+  return Spent(trace_s, compile_s, done.flops, done.exact, lane_steps.run, lane_steps.saved)
 
 
-def _rows(plan: Plan, g, steps, metrics, diverged_step):
+def _rows(plan: Plan, g, steps, metrics, diverged_step, budgets):
   """metrics.csv and density.csv rows of one group: lane by lane, step by step."""
   cfg = plan.cfg
   p_name, depth, width = plan.groups[g]
@@ -296,6 +314,8 @@ def _rows(plan: Plan, g, steps, metrics, diverged_step):
   rows, density_rows = [], []
   for lane in range(hp.lr.shape[0]):
     for j, step in enumerate(steps):
+      if step > budgets[lane]:   # a lane that retired at its budget has no rows after it
+        break
       dstep = int(diverged_step[lane])
       diverged = dstep >= 0 and dstep < step
       meta = dict(parameterization=p_name, width=width, depth=depth, depth_L=plan.models[plan.groups[g]].depth,
@@ -338,6 +358,10 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
                  # matrix FLOPs of the sweep's compiled programs (flops.py), and per second of `run` time: set
                  # that against the machine's matmul peak (benchmarks/machine.py) for the utilization
                  flops=dict(total=spent.flops, per_second_run=spent.flops / max(run_time, 1e-9), exact=spent.exact),
+                 # optimizer steps summed over the lanes of each compiled batch (padding included), and those that
+                 # lanes retiring at divergence or at their budget (sweep.lane_steps) saved
+                 lane_steps=dict(run=spent.lane_steps_run, saved=spent.lane_steps_saved),
+                 programs=[dict(parameterization=k[0], depth=k[1], width=k[2], **v) for k, v in plan.programs.items()],
                  lr_convention=cfg.param.lr_convention)
   if plots:
     from superconsistency import plot
@@ -382,9 +406,13 @@ def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
     if state is not None:
       lanes, buffers = state['lanes'], state['buffers']
       sweep = sweeps(first_group)
-      if meta['lanes_padded'] != sweep.hp.lr.shape[0]:
-        lanes, buffers = distributed.put_lanes(train.repad(sweep, lanes), plan.mesh), train.repad(sweep, buffers)
-      resume = (lanes, buffers, meta['chunks_done'])
+      retired = lanes_lib.Retired(**meta['retired']) if meta.get('retired') else None
+      live = sweep.num_lanes if retired is None or retired.live is None else len(retired.live)
+      if meta['lanes_padded'] != sweep.hp.lr.shape[0] or live != sweep.num_lanes:
+        lanes = distributed.put_lanes(lanes_lib.repad(sweep, lanes, max(live, 1)), plan.mesh)
+      if meta.get('buffer_lanes', meta['lanes_padded']) != sweep.hp.lr.shape[0]:
+        buffers = lanes_lib.repad(sweep, buffers)
+      resume = (lanes, buffers, meta['chunks_done'], retired)
     _resume_note(plan, ckpt_step, meta)
     if bar:
       bar.update(first_group * plan.chunks + (meta['chunks_done'] or 0))

@@ -4,7 +4,9 @@ trace estimators and spectral densities.
 Operators act on flat vectors (`matvec: (dim,) -> (dim,)`). They are built from a model function
 `f: params -> outputs[n, C]` and a loss of the outputs `ell: outputs -> scalar` (the loss of the parameters is
 ell(f(params))). Every iteration count is static, so all of it runs inside `lax.scan` / `vmap` with no host
-round-trip.
+round-trip. Warm starts: `power_iteration` takes its start vector, `lanczos` an optional `v0` (e.g. the previous
+solve's top Ritz vectors; measurements.py's `measure.warm_start`); a vector near the top eigenvector needs far
+fewer products than a random one (benchmarks/warm_start.md).
 
   Hessian            H v = d/dε ∇(ell∘f)(θ + εv)                      (jvp of grad: forward-over-reverse)
   Gauss-Newton       G v = Jᵀ H_ℓ J v                                  (jvp of f, Hessian of ell in outputs, vjp)
@@ -18,6 +20,8 @@ summed with weights n_b/n, so memory scales with the micro-batch, not the batch.
 micro-batch.)
 """
 from __future__ import annotations
+
+import contextlib
 
 import math
 from typing import Callable, NamedTuple
@@ -195,6 +199,37 @@ def _find_adam_state(opt_state):
 # ------------------------------------------------------------------------------------------------- solvers
 
 
+_UNROLLED = [False]
+
+
+@contextlib.contextmanager
+def unrolled_loops(on: bool = True):
+  """While tracing inside this block, the solvers' loops over operator products are written out instead of looped
+  (for programs that must have no device loop around the model: XLA:CPU runs convolutions inside one many times
+  slower). Iteration counts are static, so the numbers are the same; only the compiled program grows."""
+  before = _UNROLLED[0]
+  _UNROLLED[0] = on
+  try:
+    yield
+  finally:
+    _UNROLLED[0] = before
+
+
+def _loop(n: int, body, init):
+  if _UNROLLED[0]:
+    for i in range(n):
+      init = body(i, init)
+    return init
+  return jax.lax.fori_loop(0, n, body, init)
+
+
+def _map(f, xs):
+  if _UNROLLED[0]:
+    outs = [f(jax.tree.map(lambda a: a[i], xs)) for i in range(jax.tree.leaves(xs)[0].shape[0])]
+    return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+  return jax.lax.map(f, xs)
+
+
 class LanczosResult(NamedTuple):
   eigenvalues: jax.Array    # (k,) descending Ritz values
   eigenvectors: jax.Array   # (k, dim) Ritz vectors, unit norm
@@ -208,7 +243,8 @@ def _orthogonalize(w, basis, mask):
 
 
 def lanczos_tridiagonal(matvec: Callable, v0, num_iters: int, key):
-  """m = num_iters steps of Lanczos with full reorthogonalization from v0. Returns (alphas, betas, basis).
+  """m = num_iters steps of Lanczos with full reorthogonalization from v0 (normalized here, so any nonzero norm;
+  a zero or non-finite v0 gives NaN). Returns (alphas, betas, basis).
 
   When the Krylov space is exhausted (an invariant subspace is found), the next basis vector is a fresh random
   vector orthogonal to the basis and the coupling is set to 0, so repeated eigenvalues appear with their
@@ -241,7 +277,7 @@ def lanczos_tridiagonal(matvec: Callable, v0, num_iters: int, key):
     return basis.at[i + 1].set(v_next), alphas.at[i].set(alpha), betas.at[i].set(beta), scale, key
 
   init = (basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), jnp.zeros((), dtype), key)
-  basis, alphas, betas, _, _ = jax.lax.fori_loop(0, m, body, init)
+  basis, alphas, betas, _, _ = _loop(m, body, init)
   return alphas, betas, basis
 
 
@@ -314,14 +350,19 @@ def small_eigh(a, max_sweeps: int = 30):
   return w[order], v[:, order]
 
 
-def lanczos(matvec: Callable, dim: int, num_iters: int, key, k: int = 1, dtype=None) -> LanczosResult:
+def lanczos(matvec: Callable, dim: int, num_iters: int, key, k: int = 1, dtype=None, v0=None) -> LanczosResult:
   """Top-k eigenpairs of a symmetric operator by Lanczos with full reorthogonalization (num_iters static,
-  capped at dim)."""
+  capped at dim).
+
+  v0: the start vector (any nonzero norm; e.g. the previous solve's top Ritz vectors, to warm-start). None draws
+  a Gaussian one from `key`; either way the rest of `key` seeds the breakdown restarts, so passing the vector that
+  None would draw gives the same numbers bit for bit."""
   dtype = dtype or _default_float()
   m = min(num_iters, dim)
   k = min(k, m)
   k0, key = jax.random.split(key)
-  alphas, betas, basis = lanczos_tridiagonal(matvec, jax.random.normal(k0, (dim,), dtype), m, key)
+  start = jax.random.normal(k0, (dim,), dtype) if v0 is None else jnp.asarray(v0).astype(dtype)
+  alphas, betas, basis = lanczos_tridiagonal(matvec, start, m, key)
   theta, s = small_eigh(_tridiagonal(alphas, betas))
   theta, s = theta[::-1][:k], s[:, ::-1][:, :k]
   vectors = (basis[:m].T @ s).T
@@ -334,7 +375,7 @@ def power_iteration(matvec: Callable, v0, num_iters: int):
   def body(_, v):
     w = matvec(v)
     return w / jnp.linalg.norm(w)
-  v = jax.lax.fori_loop(0, num_iters, body, v0 / jnp.linalg.norm(v0))
+  v = _loop(num_iters, body, v0 / jnp.linalg.norm(v0))
   return jnp.vdot(v, matvec(v)), v
 
 
@@ -372,7 +413,7 @@ def hutchinson(matvec: Callable, dim: int, num_samples: int, key, dtype=None) ->
   """tr(A) ≈ mean zᵀAz over Rademacher z."""
   dtype = dtype or _default_float()
   zs = _rademacher(key, (num_samples, dim), dtype)
-  samples = jax.lax.map(lambda z: jnp.vdot(z, matvec(z)), zs)
+  samples = _map(lambda z: jnp.vdot(z, matvec(z)), zs)
   return TraceEstimate(samples.mean(), samples.std(ddof=1) / jnp.sqrt(num_samples))
 
 
@@ -382,13 +423,13 @@ def hutch_plus_plus(matvec: Callable, dim: int, num_matvecs: int, key, dtype=Non
   dtype = dtype or _default_float()
   s = max(num_matvecs // 3, 1)
   k1, k2 = jax.random.split(key)
-  sketch = jax.lax.map(matvec, _rademacher(k1, (s, dim), dtype))         # (s, dim): rows are A s_i
+  sketch = _map(matvec, _rademacher(k1, (s, dim), dtype))         # (s, dim): rows are A s_i
   q, _ = jnp.linalg.qr(sketch.T)                                           # (dim, s)
-  aq = jax.lax.map(matvec, q.T)                                            # (s, dim)
+  aq = _map(matvec, q.T)                                            # (s, dim)
   top = jnp.sum(q.T * aq)
   zs = _rademacher(k2, (s, dim), dtype)
   zs = zs - (zs @ q) @ q.T                                                 # project out Q
-  samples = jax.lax.map(lambda z: jnp.vdot(z, matvec(z)), zs)        # zᵀ(I−QQᵀ)A(I−QQᵀ)z
+  samples = _map(lambda z: jnp.vdot(z, matvec(z)), zs)        # zᵀ(I−QQᵀ)A(I−QQᵀ)z
   return TraceEstimate(top + samples.mean(), samples.std(ddof=1) / jnp.sqrt(s))
 
 
@@ -414,7 +455,7 @@ def slq_density(matvec: Callable, dim: int, num_iters: int, num_vectors: int, ke
     theta, s = small_eigh(_tridiagonal(alphas, betas))
     return theta, s[0] ** 2
 
-  nodes, weights = jax.lax.map(one, jax.random.split(key, num_vectors))
+  nodes, weights = _map(one, jax.random.split(key, num_vectors))
   lo, hi = nodes.min(), nodes.max()
   width = jnp.maximum(hi - lo, 1e-12)
   sig = (sigma if sigma is not None else 0.01) * width

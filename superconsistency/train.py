@@ -1,23 +1,16 @@
-"""One lane trains one network; `vmap` turns a grid of lanes into one compiled program.
+"""One lane trains one network; lanes.py turns a grid of lanes into one compiled program.
 
 A lane is one (base learning rate η0, γ0, seed). Everything a lane does between two measurements — drawing its
 batches, `measure_every` optimizer steps, and the measurement itself (losses, λ_max by Hessian-vector products;
-measurements.py declares what is measured) — is one jitted function, so the host only sees the loop over chunks.
-Width, depth and parameterization change shapes, so they are fixed per program (see runner.py for the loop over
-them).
+measurements.py declares what is measured) — is pure single-lane functions here (`make_lane_program`), which
+lanes.py batches and compiles, so the host only sees the loop over chunks. Width, depth and parameterization change
+shapes, so they are fixed per program (see runner.py for the loop over them).
 
 A lane whose loss is non-finite or above `loss_cap` is frozen at its last good parameters and remembers the step
-at which it diverged; vmapped lanes share no arithmetic, so this never changes another lane's numbers.
-
-Lanes are spread over the `sweep` axis of a device mesh and padded to a multiple of it (`compile_sweep`). A lane's
-numbers are reproducible bit for bit for a fixed mesh and lane count; on another mesh they agree to float rounding,
-because XLA compiles a program of another per-device lane count (or a split batch) with other rounding. Lanes at
-the edge of stability amplify that rounding over many steps (benchmarks/mesh.md: up to 0.2 in loss after 60 steps
-at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
+at which it diverged; lanes share no arithmetic, so this never changes another lane's numbers.
 """
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import flax
@@ -27,8 +20,6 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from superconsistency import distributed
-from superconsistency import flops as flops_lib
 from superconsistency import measurements as measurements_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
@@ -78,7 +69,7 @@ class LaneState:
   diverged_step: jax.Array   # step whose update was rejected, −1 while healthy
   loss_sum: jax.Array        # sum of batch losses since the last measurement
   loss_count: jax.Array
-  power_vec: jax.Array       # warm start for power iteration (flat parameter vector)
+  power_vec: jax.Array       # warm start for power iteration, or Lanczos with measure.warm_start (flat vector)
 
 
 class LaneProgram(NamedTuple):
@@ -112,9 +103,10 @@ def stability_threshold(opt_cfg) -> float:
 
 
 def make_lane_program(model: models.Model, data, cfg, mesh=None,
-                      measurements=measurements_lib.MEASUREMENTS) -> LaneProgram:
+                      measurements=measurements_lib.MEASUREMENTS, unroll_solvers: bool = False) -> LaneProgram:
   """`mesh`: with a `data` axis of size > 1, each batch is split over it (a sharding constraint; XLA adds the
-  collectives). `measurements`: what `measure` computes, in order (default: the registry)."""
+  collectives). `measurements`: what `measure` computes, in order (default: the registry). `unroll_solvers`: the
+  measurement's solver loops are written out (spectra.unrolled_loops), for programs without device loops."""
   loss_fn = models.LOSSES[cfg.loss]
   tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
   dtype = jnp.dtype(cfg.dtype)
@@ -189,7 +181,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
         apply_fn=apply_fn, loss_fn=loss_fn, task=data.spec.task, loss_batch=(xl, yl), sharpness_batch=(xs, ys),
         eval_outputs=out_eval, ops=ops, lr=lr, lr_multipliers=mults, rates=rates, grad_scale=grad_scale,
         features=features)
-    metrics, done = measurements_lib.run(measurements, ctx)
+    with spectra.unrolled_loops(unroll_solvers):
+      metrics, done = measurements_lib.run(measurements, ctx)
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}
     new_state = state.replace(loss_sum=jnp.zeros_like(state.loss_sum), loss_count=jnp.zeros_like(state.loss_count),
                               power_vec=done['power_vec'].astype(dtype) if 'power_vec' in done else state.power_vec)
@@ -208,125 +201,6 @@ def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:
   grid = [(lr, g, s + seed_offset) for lr in lrs for g in gamma0s for s in seeds]
   return LaneHparams(lr=jnp.array([r[0] for r in grid], dtype), gamma0=jnp.array([r[1] for r in grid], dtype),
                      seed=jnp.array([r[2] for r in grid], jnp.int32))
-
-
-class CompiledOnce:
-  """A jitted function compiled ahead of its first call (`lower(...).compile()`), so that its compile time is
-  measured apart from its run time: `trace_seconds` to trace and lower it, `seconds` for XLA to compile it (or to
-  load it from the persistent cache). `flops` counts one call's matrix FLOPs (flops.py), `calls` the calls so far.
-  `jitted` is the function itself (for jax.eval_shape)."""
-
-  def __init__(self, jitted):
-    self.jitted, self.compiled, self.seconds, self.trace_seconds = jitted, None, 0.0, 0.0
-    self.flops, self.calls = flops_lib.Count(0.0, True), 0
-
-  def __call__(self, *args):
-    if self.compiled is None:
-      start = time.perf_counter()
-      traced = self.jitted.trace(*args)
-      lowered = traced.lower()
-      self.flops = flops_lib.count(traced.jaxpr)
-      done_tracing = time.perf_counter()
-      self.compiled = lowered.compile()
-      self.trace_seconds, self.seconds = done_tracing - start, time.perf_counter() - done_tracing
-    self.calls += 1
-    return self.compiled(*args)
-
-
-class Sweep(NamedTuple):
-  """A sweep's compiled programs over a mesh, and its inputs on the devices. Lanes are padded to a multiple of the
-  mesh's `sweep` axis by repeating the last lane; `num_lanes` are real."""
-  init: callable       # hp -> state
-  measure: callable    # (state, hp, arrays, index) -> (state, metrics)
-  chunk: callable      # (state, hp, arrays, index) -> (state, metrics); state donated
-  hp: LaneHparams      # padded, sharded over `sweep`
-  arrays: dict         # replicated
-  num_lanes: int
-  num_chunks: int
-
-  def compile_seconds(self) -> tuple:
-    """(tracing and lowering, XLA compiling) seconds of its programs so far; a persistent-cache hit removes most of
-    the second, never the first (tracing runs in Python every time)."""
-    programs = (self.init, self.measure, self.chunk)
-    return sum(f.trace_seconds for f in programs), sum(f.seconds for f in programs)
-
-  def flops_done(self) -> flops_lib.Count:
-    """Matrix FLOPs of every call of its programs so far (all lanes, padding included)."""
-    programs = (self.init, self.measure, self.chunk)
-    return flops_lib.Count(sum(f.flops.flops * f.calls for f in programs), all(f.flops.exact for f in programs))
-
-
-def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
-  program = make_lane_program(model, data, cfg, mesh, measurements)
-  num_lanes = int(hp.lr.shape[0])
-  hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(num_lanes, mesh))
-  lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
-  # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
-  vmap = lambda f, in_axes=0: jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
-  init = CompiledOnce(jax.jit(vmap(program.init), in_shardings=lanes, out_shardings=lanes))
-  # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
-  measure = CompiledOnce(jax.jit(vmap(program.measure, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
-                                 out_shardings=lanes))
-  chunk = CompiledOnce(jax.jit(vmap(program.chunk, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
-                               out_shardings=lanes, donate_argnums=0))
-  return Sweep(init, measure, chunk, distributed.put_lanes(hp_host, mesh),
-               distributed.put_replicated(data.arrays, mesh), num_lanes, cfg.num_steps // cfg.measure_every)
-
-
-def repad(sweep: Sweep, tree):
-  """A lane-leading tree saved under another padding (another mesh), as host arrays padded the way `sweep` pads:
-  the real lanes, then copies of the last one."""
-  return _pad_lanes(tree, sweep.num_lanes, int(sweep.hp.lr.shape[0]))
-
-
-def _pad_lanes(tree, num_lanes, padded):
-  """Host arrays: the first `num_lanes` lanes, then copies of the last of them up to `padded`."""
-  fix = lambda a: np.concatenate([np.asarray(a)[:num_lanes], np.repeat(np.asarray(a)[num_lanes - 1:num_lanes],
-                                                                      padded - num_lanes, 0)])
-  return jax.tree.map(fix, tree)
-
-
-def abstract_state(sweep: Sweep):
-  """Shapes, dtypes and shardings of a sweep's state, without computing it (the target a checkpoint restores to)."""
-  shapes = jax.eval_shape(sweep.init.jitted, sweep.hp)
-  sharding = sweep.hp.lr.sharding
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
-
-
-def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resume=None, after_chunk=None,
-              sweep: Sweep | None = None):
-  """Trains all lanes of `hp` as one vmapped program on `mesh` (default: `cfg.mesh` over all devices).
-
-  Returns (steps, metrics{name: [lanes, measurements, ...]}, diverged_step[lanes]) as numpy arrays.
-  `progress(n)` is called after each compiled chunk. `resume=(state, buffers, chunks_done)` continues from a
-  checkpoint; `after_chunk(chunks_done, state, buffers)` runs after the first measurement and after every chunk
-  (it may checkpoint, or stop the run by raising). `buffers` holds every measurement so far (NaN after).
-  """
-  if sweep is None:
-    sweep = compile_sweep(model, data, cfg, hp, mesh if mesh is not None else distributed.make_mesh(cfg.mesh))
-  if resume is None:
-    state, first = sweep.measure(sweep.init(sweep.hp), sweep.hp, sweep.arrays, 0)
-    first = distributed.gather(first)
-    buffers = {k: np.full((v.shape[0], sweep.num_chunks + 1) + v.shape[1:], np.nan, v.dtype)
-               for k, v in first.items()}
-    for k, v in first.items():
-      buffers[k][:, 0] = v
-    done = 0
-    if after_chunk:
-      after_chunk(done, state, buffers)
-  else:
-    state, buffers, done = resume
-  for i in range(done, sweep.num_chunks):
-    state, metrics = sweep.chunk(state, sweep.hp, sweep.arrays, i + 1)
-    for k, v in distributed.gather(metrics).items():   # waits for the chunk: the progress bar shows real progress
-      buffers[k][:, i + 1] = v
-    if progress:
-      progress(1)
-    if after_chunk:
-      after_chunk(i + 1, state, buffers)
-  steps = np.arange(sweep.num_chunks + 1) * cfg.measure_every
-  metrics = {k: v[:sweep.num_lanes] for k, v in buffers.items()}
-  return steps, metrics, np.asarray(distributed.gather(state.diverged_step))[:sweep.num_lanes]
 
 
 def run_lane(model, data, cfg, lr, gamma0, seed):

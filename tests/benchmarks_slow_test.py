@@ -10,7 +10,9 @@ from conftest import ROOT
 @pytest.mark.slow
 @pytest.mark.parametrize('script,heading', [('sweep.py', 'Vmapped sweep vs sequential lanes'),
                                             ('spectra.py', 'Lanczos vs power iteration'),
-                                            ('mesh.py', '8 simulated devices vs 1 device')])
+                                            ('mesh.py', '8 simulated devices vs 1 device'),
+                                            ('warm_start.py', 'HVPs (= Lanczos iterations) to reach λ_max'),
+                                            ('figure1.py', 'Targets of the issue')])
 def test_benchmark_quick_mode_writes_report(tmp_path, script, heading):
   out = tmp_path / 'report.md'
   proc = subprocess.run([sys.executable, f'benchmarks/{script}', '--quick', '--out', str(out)], cwd=ROOT,

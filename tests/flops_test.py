@@ -40,3 +40,16 @@ def test_convolution():
   out = jax.eval_shape(conv, x, k).shape
   assert out == (2, 5, 5, 5)
   assert _count(conv, x, k) == (2 * 2 * 5 * 5 * 5 * (3 * 3 * 3), True)
+
+
+def test_gradient_of_a_strided_convolution_counts_the_taps_that_meet_its_input():
+  """The input gradient of a stride-s convolution is a convolution of an s-dilated input: its shape says s² times
+  the forward's FLOPs, but only the undilated entries are multiplied. The count divides by s² (exact away from the
+  edges, where padding adds some taps): near the forward's count, far from s² times it."""
+  x, k = jnp.ones((2, 34, 34, 3)), jnp.ones((4, 4, 3, 5))
+  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  forward = _count(conv, x, k).flops
+  grad_x = lambda x, k: jax.grad(lambda x: conv(x, k).sum())(x)
+  assert 'lhs_dilation=(2, 2)' in str(jax.make_jaxpr(grad_x)(x, k))
+  input_gradient = _count(grad_x, x, k).flops - forward   # the jaxpr keeps the forward convolution too
+  assert forward <= input_gradient <= 1.25 * forward

@@ -132,3 +132,50 @@ def test_compiled_measurement_has_no_lapack_call():
   assert 'custom_call' not in hlo, [l for l in hlo.splitlines() if 'custom_call' in l][:3]
   # and the check can fail: the LAPACK eigh does appear in such a program
   assert 'custom_call' in jax.jit(jax.vmap(jnp.linalg.eigh)).lower(jnp.ones((2, 3, 3))).as_text()
+
+
+def test_warm_started_lanczos_matches_explicit_hessian_along_training():
+  """measure.warm_start: each λ_max solve starts from the last one's top-k Ritz vectors (train.init's random vector
+  at step 0). The in-loop top-2 equals eigh of the explicit float64 Hessian at every measurement of two vmapped
+  lanes, and the stored start vector lies in the top-2 eigenspace of the Hessian it was measured on."""
+  with jax.enable_x64(True):
+    c = shrunk_quickstart()
+    c.dtype, c.num_steps = 'float64', 12   # measurements at steps 0, 3, 6, 9, 12
+    c.measure.num_iters, c.measure.hessian_k, c.measure.warm_start = 30, 2, True
+    config_lib.validate(c)
+    data = data_lib.make_data(c.data, c.num_steps, c.measure.loss_batch, jnp.float64)
+    model = models.make_model(c.model, data.spec, 6, 3, pz.Parameterization('mup'), jnp.float64)
+    program = train.make_lane_program(model, data, c)
+    hp = train.lane_grid((0.5, 2.0), (1.0,), (0,), jnp.float64)
+    state = jax.jit(jax.vmap(program.init))(hp)
+    start = np.asarray(state.power_vec)
+    measure = jax.jit(jax.vmap(program.measure, (0, 0, None, None)))
+    chunk = jax.jit(jax.vmap(program.chunk, (0, 0, None, None)))
+    xs, ys = data.arrays['measure_x'][:c.measure.sharpness_batch], data.arrays['measure_y'][:c.measure.sharpness_batch]
+    loss_fn = models.LOSSES[c.loss]
+    unravel = ravel_pytree(jax.tree.map(lambda w: w[0], state.params))[1]
+    hessian = jax.jit(jax.hessian(lambda v: loss_fn(model.apply(unravel(v), xs), ys)))
+    for i in range(c.num_steps // c.measure_every + 1):
+      state, metrics = measure(state, hp, data.arrays, 0) if i == 0 else chunk(state, hp, data.arrays, i)
+      for lane in range(2):
+        w, vecs = np.linalg.eigh(np.asarray(hessian(ravel_pytree(jax.tree.map(lambda a: a[lane], state.params))[0])))
+        np.testing.assert_allclose(metrics['sharpness'][lane], w[-1], rtol=1e-9, err_msg=f'measurement {i}')
+        np.testing.assert_allclose(metrics['hessian_eig'][lane], w[::-1][:2], rtol=1e-9, err_msg=f'measurement {i}')
+        stored = np.asarray(state.power_vec[lane]) / np.linalg.norm(state.power_vec[lane])
+        assert np.linalg.norm(vecs[:, -2:].T @ stored) > 1 - 1e-9, i
+    assert not np.allclose(start, np.asarray(state.power_vec))
+
+
+def test_warm_start_validation():
+  c = shrunk_quickstart()
+  c.measure.warm_start = True
+  config_lib.validate(c)
+  for field, value in (('solver', 'power'), ('hessian', False)):
+    bad = shrunk_quickstart()
+    bad.measure.warm_start, bad.measure[field] = True, value
+    with pytest.raises(config_lib.ConfigError, match='measure.warm_start'):
+      config_lib.validate(bad)
+  bad = shrunk_quickstart()   # ConfigDict refuses a str for a bool field; a block built from a dict does not
+  bad.measure = dict(bad.measure.to_dict(), warm_start=1)
+  with pytest.raises(config_lib.ConfigError, match='measure.warm_start'):
+    config_lib.validate(bad)

@@ -13,6 +13,7 @@ from superconsistency import config as config_lib
 from superconsistency import data as data_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
+from superconsistency import lanes
 from superconsistency import train
 from superconsistency import transformers
 from conftest import shrunk_quickstart
@@ -212,7 +213,7 @@ def test_resnet_trains_under_depth_mup_on_synthetic_images():
   data = data_lib.make_data(c.data, c.num_steps, 16, jnp.float32)
   assert data.spec.input_shape == (32, 32, 3)
   model = models.make_model(c.model, data.spec, 4, 1, pz.Parameterization('depth_mup'), jnp.float32)
-  _, metrics, diverged = train.run_sweep(model, data, c, train.lane_grid((0.05, 0.2), (1.0,), (0,), jnp.float32))
+  _, metrics, diverged = lanes.run_sweep(model, data, c, train.lane_grid((0.05, 0.2), (1.0,), (0,), jnp.float32))
   assert np.all(diverged == -1)
   assert np.all(np.isfinite(metrics['sharpness'])) and np.all(metrics['sharpness'][:, -1] > 0)
   assert np.all(metrics['train_loss'][:, -1] < metrics['train_loss'][:, 0])

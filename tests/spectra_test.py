@@ -104,3 +104,59 @@ def test_vmapped_lanczos_equals_known_tops():
     mats = jnp.asarray(np.stack([q @ np.diag(np.linspace(0.1, s, 30)) @ q.T for s in (1.0, 2.0, 4.0)]))
     top = jax.vmap(lambda m: spectra.lanczos(lambda v: m @ v, 30, 30, jax.random.PRNGKey(0)).eigenvalues[0])(mats)
     np.testing.assert_allclose(np.asarray(top), [1.0, 2.0, 4.0], rtol=1e-10)
+
+
+def _ritz_errors(matvec, v0, num_iters, exact):
+  """Relative error of the top Ritz value after m = 1..num_iters Lanczos steps from v0 (leading m×m blocks of one
+  run's tridiagonal matrix)."""
+  alphas, betas, _ = jax.jit(lambda v: spectra.lanczos_tridiagonal(matvec, v, num_iters, jax.random.PRNGKey(5)))(v0)
+  a, b = np.asarray(alphas), np.asarray(betas)
+  tops = [np.linalg.eigvalsh(np.diag(a[:m]) + np.diag(b[:m - 1], 1) + np.diag(b[:m - 1], -1))[-1]
+          for m in range(1, num_iters + 1)]
+  return np.abs(np.asarray(tops) - exact) / abs(exact)
+
+
+def test_lanczos_warm_start_from_the_top_eigenvector_needs_far_fewer_iterations():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    n = 300
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    eigs = np.concatenate([[1.0, 0.99, 0.98], rng.uniform(-0.5, 0.97, n - 3)])   # small gaps at the top
+    a = q @ np.diag(eigs) @ q.T
+    u = q[:, 0]   # the exact top eigenvector
+    e = rng.normal(size=(n, n))
+    nearby = a + 1e-4 * (e + e.T) / np.sqrt(n)   # the matrix a few steps later (‖Δ‖ ≈ 3e-4): u is no longer exact
+    key = jax.random.PRNGKey(0)
+    for mat in (a, nearby):
+      w, _ = np.linalg.eigh(mat)
+      exact, mv = w[-1], (lambda v, m=jnp.asarray(mat): m @ v)
+      cold = _ritz_errors(mv, jax.random.normal(key, (n,), jnp.float64), 60, exact)
+      warm = _ritz_errors(mv, jnp.asarray(u), 60, exact)
+      first = lambda errs: int(np.argmax(errs <= 1e-8)) + 1 if np.any(errs <= 1e-8) else 61
+      assert first(warm) <= 8 and first(cold) >= 40, (first(warm), first(cold))   # measured: 1 and 5; 55 and 55
+      # the same through spectra.lanczos: 8 iterations from u reach 1e-8; from the random start they are far off
+      top = jax.jit(lambda v0: spectra.lanczos(mv, n, 8, key, v0=v0).eigenvalues[0])
+      assert abs(float(top(jnp.asarray(u))) - exact) <= 1e-8 * exact
+      assert abs(float(jax.jit(lambda k: spectra.lanczos(mv, n, 8, k).eigenvalues[0])(key)) - exact) > 1e-3 * exact
+    # from an exact eigenvector the Krylov space is invariant after one step: the solver restarts with a random
+    # orthogonal vector and still finds the rest of the top-k
+    res = jax.jit(lambda v0: spectra.lanczos(lambda v: jnp.asarray(a) @ v, n, 120, key, k=3, v0=v0))(jnp.asarray(u))
+    np.testing.assert_allclose(np.asarray(res.eigenvalues), [1.0, 0.99, 0.98], rtol=1e-10)
+
+
+def test_lanczos_default_start_is_the_drawn_vector_bit_for_bit():
+  """v0=None draws the start from split(key)[0]; passing that vector gives the same numbers, bit for bit (so the
+  default path did not change when v0 was added; its stream is also pinned by measurements_test)."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(4)
+    m = rng.normal(size=(40, 40))
+    a = jnp.asarray(m + m.T)
+    key = jax.random.PRNGKey(7)
+    # both inside one compiled function of the key, as in the lane program (a start vector passed in as an argument
+    # instead would be compiled with other fusions: equal to rounding, not bits)
+    run = lambda shift: jax.jit(lambda k: spectra.lanczos(
+        lambda v: a @ v, 40, 10, k, k=3, v0=jax.random.normal(jax.random.split(k)[0], (40,), jnp.float64) + shift))
+    default = jax.jit(lambda k: spectra.lanczos(lambda v: a @ v, 40, 10, k, k=3))(key)
+    for got, want in zip(run(0.0)(key), default):
+      np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert not np.array_equal(np.asarray(run(1.0)(key).eigenvalues), np.asarray(default.eigenvalues))

@@ -1,0 +1,367 @@
+"""A sweep's lanes as compiled programs: how lanes and steps become a program (`ProgramChoice`), the compiled
+`Sweep` of one (parameterization, depth, width) group over a device mesh, and `run_sweep`, which trains it chunk
+by chunk and retires lanes that stop mattering (train.py holds the single lane's program that these batch).
+
+Lanes are spread over the `sweep` axis of a device mesh and padded to a multiple of it (`compile_sweep`). A lane's
+numbers are reproducible bit for bit for a fixed mesh, program choice and batch; on another mesh, another choice or
+after a re-pack they agree to float rounding, because XLA compiles another program with other rounding. Lanes at
+the edge of stability amplify that rounding over many steps (benchmarks/mesh.md: up to 0.2 in loss after 60 steps
+at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from superconsistency import distributed
+from superconsistency import flops as flops_lib
+from superconsistency import measurements as measurements_lib
+from superconsistency.train import LaneHparams, LaneProgram, make_lane_program
+
+
+class CompiledOnce:
+  """A jitted function compiled ahead of its first call (`lower(...).compile()`), so that its compile time is
+  measured apart from its run time: `trace_seconds` to trace and lower it, `seconds` for XLA to compile it (or to
+  load it from the persistent cache). `flops` counts one call's matrix FLOPs (flops.py), `calls` the calls so far.
+  `jitted` is the function itself (for jax.eval_shape)."""
+
+  def __init__(self, jitted):
+    self.jitted, self.compiled, self.seconds, self.trace_seconds = jitted, None, 0.0, 0.0
+    self.flops, self.calls = flops_lib.Count(0.0, True), 0
+
+  def __call__(self, *args):
+    if self.compiled is None:
+      start = time.perf_counter()
+      traced = self.jitted.trace(*args)
+      lowered = traced.lower()
+      self.flops = flops_lib.count(traced.jaxpr)
+      done_tracing = time.perf_counter()
+      self.compiled = lowered.compile()
+      self.trace_seconds, self.seconds = done_tracing - start, time.perf_counter() - done_tracing
+    self.calls += 1
+    return self.compiled(*args)
+
+
+PROGRAM_LANES = ('auto', 'vmap', 'unroll')
+PROGRAM_STEPS = ('auto', 'scan', 'host')
+
+
+class ProgramChoice(NamedTuple):
+  """How a sweep's lanes and steps become one compiled program (config block `program`, 'auto' resolved).
+
+  lanes  'vmap': the lanes' arithmetic is batched (one matmul over all lanes); 'unroll': each lane's operations
+         are written out separately in the same program (one device holds all lanes)
+  steps  'scan': a chunk's optimizer steps loop inside the program; 'host': one compiled optimizer step is
+         dispatched per step (asynchronously: no host sync inside a chunk), and the measurement's solver loops
+         are unrolled, so that the program has no device loop around the model
+  """
+  lanes: str
+  steps: str
+  why: str
+
+
+def uses_convolutions(model, data) -> bool:
+  """Whether the model's forward pass has a convolution (read from its jaxpr, so any model is covered)."""
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  x = jax.ShapeDtypeStruct((1,) + data.arrays['eval_x'].shape[1:], data.arrays['eval_x'].dtype)
+  jaxpr = jax.make_jaxpr(lambda p, x: model.apply(p, x, 1.0))(params, x)
+
+  def has_conv(jpr):
+    for eqn in jpr.eqns:
+      if eqn.primitive.name == 'conv_general_dilated':
+        return True
+      if any(has_conv(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params)):
+        return True
+    return False
+  return has_conv(jaxpr.jaxpr)
+
+
+def choose_program(model, data, cfg, mesh) -> ProgramChoice:
+  """'auto': on CPU, a convolutional model's lanes are unrolled and its steps dispatched from the host, because
+  XLA:CPU runs convolutions inside a device loop, and batched (grouped) convolutions, many times slower than plain
+  ones (benchmarks/conv.md); everything else is vmapped and scanned."""
+  lanes, steps = cfg.program.lanes, cfg.program.steps
+  conv_on_cpu = jax.default_backend() == 'cpu' and uses_convolutions(model, data)
+  one_device = mesh is None or mesh.shape['sweep'] == 1
+  why = 'set in the config'
+  if lanes == 'auto':
+    lanes = 'unroll' if conv_on_cpu and one_device else 'vmap'
+    why = 'auto: convolutions on CPU' if conv_on_cpu else 'auto'
+  if steps == 'auto':
+    steps = 'host' if conv_on_cpu else 'scan'
+    why = 'auto: convolutions on CPU' if conv_on_cpu else 'auto'
+  if lanes == 'unroll' and not one_device:
+    raise ValueError(f"program.lanes='unroll' keeps every lane on one device, but the mesh's sweep axis has "
+                     f"{mesh.shape['sweep']} devices; use program.lanes='vmap' or mesh.sweep=1")
+  return ProgramChoice(lanes, steps, why)
+
+
+def batch_lanes(f, how: str, in_axes=0):
+  """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis), or each lane's
+  computation written out in turn and the results stacked ('unroll')."""
+  if how == 'vmap':
+    # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
+    return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
+
+  def each_lane(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    num = next(jax.tree.leaves(a)[0].shape[0] for a, ax in zip(args, axes) if ax == 0)
+    lane = lambda i: [jax.tree.map(lambda v: v[i], a) if ax == 0 else a for a, ax in zip(args, axes)]
+    outs = [f(*lane(i)) for i in range(num)]
+    return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+  return each_lane
+
+
+def lane_budgets(cfg, hp: LaneHparams, parameterization: str) -> np.ndarray:
+  """Each lane's step budget (sweep.lane_steps): every lane num_steps, or ('select_step') the lanes at the
+  trajectory rate (the grid rate nearest plot.trajectory_lrs, as plot.py picks it) num_steps and the others
+  select_step, where the sweep reads them."""
+  lrs = np.asarray(hp.lr, np.float64)
+  budget = np.full(lrs.shape, cfg.num_steps, np.int64)
+  if cfg.sweep.lane_steps == 'select_step' and cfg.select_step:
+    wanted = cfg.plot.trajectory_lrs[parameterization]
+    trajectory = min(cfg.sweep.lrs[parameterization], key=lambda lr: abs(math.log(lr / wanted)))
+    budget[~np.isclose(lrs, trajectory, rtol=1e-6)] = cfg.select_step
+  return budget
+
+
+def lane_buckets(padded: int, per_device: int) -> tuple:
+  """The batch sizes a shrinking sweep re-packs to: ¾, ½ and ¼ of the full size, then halvings below that (each
+  rounded up to a multiple of the sweep axis). A re-pack happens only when a quarter of the batch or more has
+  retired, and each size is one compiled program (built when first needed)."""
+  up = lambda n: max(-(-n // per_device) * per_device, per_device)
+  sizes = {padded} | {up(-(-padded * k // 4)) for k in (1, 2, 3)}
+  n = up(-(-padded // 4))
+  while n > per_device:
+    n = up(n // 2)
+    sizes.add(n)
+  return tuple(sorted(s for s in sizes if s <= padded))
+
+
+class Retired(NamedTuple):
+  """Where retiring has left a sweep (checkpointed with it): the lanes of the running batch in order (None: all,
+  unpacked) and every lane's divergence step so far (−1: none seen)."""
+  live: list | None
+  diverged_step: list
+
+
+class LaneSteps(NamedTuple):
+  """Optimizer steps the sweep's programs ran, summed over the lanes of their batches (padding included), and
+  those that retiring lanes saved (against every padded lane running every chunk)."""
+  run: int
+  saved: int
+
+
+class Sweep:
+  """A sweep's compiled programs over a mesh, its inputs on the devices, and its lanes. Lanes are padded to a
+  multiple of the mesh's `sweep` axis by repeating the last lane; `num_lanes` are real. Programs are compiled per
+  batch size (a sweep whose lanes retire runs smaller batches, `lane_buckets`)."""
+
+  def __init__(self, program: LaneProgram, cfg, hp_host: LaneHparams, mesh, arrays, choice: ProgramChoice,
+               num_lanes: int):
+    self.cfg, self.mesh, self.choice, self.num_lanes = cfg, mesh, choice, num_lanes
+    self.num_chunks = cfg.num_steps // cfg.measure_every
+    self.hp_host = hp_host
+    self.hp = distributed.put_lanes(hp_host, mesh)
+    self.arrays = arrays
+    self.buckets = lane_buckets(int(hp_host.lr.shape[0]), mesh.shape['sweep'])
+    self.lane_steps_run = 0
+    lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
+    batch = lambda f, in_axes=0: batch_lanes(f, choice.lanes, in_axes)
+    # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
+    self._jitted = dict(
+        init=jax.jit(batch(program.init), in_shardings=lanes, out_shardings=lanes),
+        measure=jax.jit(batch(program.measure, (0, 0, None, None)), in_shardings=(lanes, lanes, rep, rep),
+                        out_shardings=lanes))
+    if choice.steps == 'scan':
+      self._jitted['chunk'] = jax.jit(batch(program.chunk, (0, 0, None, None)),
+                                      in_shardings=(lanes, lanes, rep, rep), out_shardings=lanes, donate_argnums=0)
+    else:
+      self._jitted['step'] = jax.jit(batch(lambda s, h, a: program.step(s, h, a), (0, 0, None)),
+                                     in_shardings=(lanes, lanes, rep), out_shardings=lanes, donate_argnums=0)
+    self._compiled = {}
+
+  def program(self, name: str, lanes: int | None = None) -> CompiledOnce:
+    """Program `name` (init, measure, chunk or step) for a batch of `lanes` (default: all)."""
+    key = (name, lanes or int(self.hp.lr.shape[0]))
+    if key not in self._compiled:
+      self._compiled[key] = CompiledOnce(self._jitted[name])
+    return self._compiled[key]
+
+  @property
+  def init(self) -> CompiledOnce:
+    return self.program('init')
+
+  @property
+  def measure(self) -> CompiledOnce:
+    return self.program('measure')
+
+  @property
+  def chunk(self) -> CompiledOnce:
+    return self.program('chunk' if self.choice.steps == 'scan' else 'step')
+
+  def run_chunk(self, state, hp, index):
+    """measure_every optimizer steps of the lanes in `hp`, then their measurement."""
+    lanes = int(hp.lr.shape[0])
+    self.lane_steps_run += lanes * self.cfg.measure_every
+    if self.choice.steps == 'scan':
+      return self.program('chunk', lanes)(state, hp, self.arrays, index)
+    step = self.program('step', lanes)
+    for _ in range(self.cfg.measure_every):
+      state = step(state, hp, self.arrays)
+    return self.program('measure', lanes)(state, hp, self.arrays, index)
+
+  def lane_steps(self) -> LaneSteps:
+    full = int(self.hp.lr.shape[0]) * self.cfg.num_steps
+    return LaneSteps(self.lane_steps_run, max(full - self.lane_steps_run, 0))
+
+  def _programs(self):
+    return list(self._compiled.values())
+
+  def compile_seconds(self) -> tuple:
+    """(tracing and lowering, XLA compiling) seconds of its programs so far; a persistent-cache hit removes most of
+    the second, never the first (tracing runs in Python every time)."""
+    programs = self._programs()
+    return sum(f.trace_seconds for f in programs), sum(f.seconds for f in programs)
+
+  def flops_done(self) -> flops_lib.Count:
+    """Matrix FLOPs of every call of its programs so far (all lanes, padding included)."""
+    programs = self._programs()
+    return flops_lib.Count(sum(f.flops.flops * f.calls for f in programs), all(f.flops.exact for f in programs))
+
+  def measure_fraction(self) -> float:
+    """The measurement's share of a chunk's matrix FLOPs (full batch): measure / (measure_every steps + measure)."""
+    measure = self.program('measure').flops.flops
+    if self.choice.steps == 'scan':
+      chunk = self.program('chunk').flops.flops
+    else:
+      chunk = self.program('step').flops.flops * self.cfg.measure_every + measure
+    return measure / chunk if chunk else float('nan')
+
+
+def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
+  choice = choose_program(model, data, cfg, mesh)
+  program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host')
+  num_lanes = int(hp.lr.shape[0])
+  hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(num_lanes, mesh))
+  return Sweep(program, cfg, hp_host, mesh, distributed.put_replicated(data.arrays, mesh), choice, num_lanes)
+
+
+def repad(sweep: Sweep, tree, num_lanes: int | None = None, padded: int | None = None):
+  """A lane-leading tree saved under another padding (another mesh), as host arrays padded the way `sweep` pads:
+  the real lanes (`num_lanes`, default all of the sweep's), then copies of the last one."""
+  num_lanes = num_lanes or sweep.num_lanes
+  return _pad_lanes(tree, num_lanes, padded or bucket_of(sweep, num_lanes))
+
+
+def bucket_of(sweep: Sweep, live: int) -> int:
+  """The smallest batch size of the sweep's buckets that holds `live` lanes."""
+  return min(b for b in sweep.buckets if b >= live)
+
+
+def _pad_lanes(tree, num_lanes, padded):
+  """Host arrays: the first `num_lanes` lanes, then copies of the last of them up to `padded`."""
+  fix = lambda a: np.concatenate([np.asarray(a)[:num_lanes], np.repeat(np.asarray(a)[num_lanes - 1:num_lanes],
+                                                                      padded - num_lanes, 0)])
+  return jax.tree.map(fix, tree)
+
+
+def abstract_state(sweep: Sweep, lanes: int | None = None):
+  """Shapes, dtypes and shardings of a sweep's state (for a batch of `lanes`), without computing it (the target a
+  checkpoint restores to)."""
+  hp = sweep.hp if lanes is None else jax.tree.map(lambda a: a[:lanes], sweep.hp_host)
+  shapes = jax.eval_shape(sweep.init.jitted, hp)
+  sharding = sweep.hp.lr.sharding
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resume=None, after_chunk=None,
+              sweep: Sweep | None = None, budgets=None):
+  """Trains all lanes of `hp` as one compiled program on `mesh` (default: `cfg.mesh` over all devices).
+
+  Returns (steps, metrics{name: [lanes, measurements, ...]}, diverged_step[lanes]) as numpy arrays.
+  `progress(n)` is called after each compiled chunk. `resume=(state, buffers, chunks_done, lanes)` continues from a
+  checkpoint (`lanes`: a Retired, or None when no lane had retired); `after_chunk(chunks_done, state, buffers,
+  retired)` runs after the first measurement and after every chunk (it may checkpoint, or stop the run by raising).
+  `buffers` holds every measurement so far (NaN after).
+
+  Lanes retire between chunks: a lane that has diverged (sweep.retire_diverged) or reached its step budget
+  (`budgets`, per real lane; default num_steps for all) stops recording, and when the lanes left fit a smaller bucket they are
+  re-packed into it. A retired lane's measurements are those it had; after its budget they stay NaN.
+  """
+  if sweep is None:
+    sweep = compile_sweep(model, data, cfg, hp, mesh if mesh is not None else distributed.make_mesh(cfg.mesh))
+  budgets = np.full(sweep.num_lanes, cfg.num_steps) if budgets is None else np.asarray(budgets)
+  diverged_all = np.full(sweep.num_lanes, -1, np.int64)
+  retired = lambda: Retired(None if len(live) == sweep.num_lanes else live.tolist(), diverged_all.tolist())
+  if resume is None:
+    state, first = sweep.measure(sweep.init(sweep.hp), sweep.hp, sweep.arrays, 0)
+    first = distributed.gather(first)
+    buffers = {k: np.full((v.shape[0], sweep.num_chunks + 1) + v.shape[1:], np.nan, v.dtype)
+               for k, v in first.items()}
+    for k, v in first.items():
+      buffers[k][:, 0] = v
+    done, live = 0, np.arange(sweep.num_lanes)
+    if after_chunk:
+      after_chunk(done, state, buffers, retired())
+  else:
+    state, buffers, done, saved = resume
+    live = np.arange(sweep.num_lanes) if saved is None or saved.live is None else np.asarray(saved.live, np.int64)
+    if saved is not None:
+      diverged_all[:] = saved.diverged_step
+  if not len(live):   # every lane had retired when the checkpoint was saved
+    done = sweep.num_chunks
+  hp = sweep.hp if len(live) in (0, sweep.num_lanes) else _lanes_on_mesh(sweep, sweep.hp_host, live)
+  recording = np.ones(len(live), bool)   # lanes of the batch whose measurements are still recorded
+  for i in range(done, sweep.num_chunks):
+    state, metrics = sweep.run_chunk(state, hp, i + 1)
+    steps_done = (i + 1) * cfg.measure_every
+    for k, v in distributed.gather(metrics).items():   # waits for the chunk: the progress bar shows real progress
+      buffers[k][live[recording], i + 1] = v[:len(live)][recording]
+    dsteps = np.asarray(distributed.gather(state.diverged_step))[:len(live)]
+    diverged_all[live] = dsteps
+    if progress:
+      progress(1)
+    if i + 1 == sweep.num_chunks:   # the end: nothing left to retire from
+      if after_chunk:
+        after_chunk(i + 1, state, buffers, retired())
+      break
+    recording &= budgets[live] > steps_done
+    if cfg.sweep.retire_diverged:
+      recording &= dsteps < 0
+    if not recording.any():
+      if progress:
+        progress(sweep.num_chunks - i - 1)
+      live = live[:0]
+      if after_chunk:
+        after_chunk(i + 1, state, buffers, retired())
+      break
+    if not recording.all() and bucket_of(sweep, int(recording.sum())) < int(hp.lr.shape[0]):
+      state = _repack(sweep, state, recording)
+      live = live[recording]
+      hp = _lanes_on_mesh(sweep, sweep.hp_host, live)
+      recording = np.ones(len(live), bool)
+    if after_chunk:
+      after_chunk(i + 1, state, buffers, retired())
+  steps = np.arange(sweep.num_chunks + 1) * cfg.measure_every
+  metrics = {k: v[:sweep.num_lanes] for k, v in buffers.items()}
+  if len(live):
+    diverged_all[live] = np.asarray(distributed.gather(state.diverged_step))[:len(live)]
+  return steps, metrics, diverged_all
+
+
+def _lanes_on_mesh(sweep: Sweep, tree_host, lanes):
+  """Rows `lanes` of a host lane-leading tree, padded to their bucket and placed on the mesh."""
+  taken = jax.tree.map(lambda a: np.asarray(a)[np.asarray(lanes)], tree_host)
+  return distributed.put_lanes(_pad_lanes(taken, len(lanes), bucket_of(sweep, len(lanes))), sweep.mesh)
+
+
+def _repack(sweep: Sweep, state, keep):
+  """The batch's state cut to the lanes in `keep` (a mask over its real lanes), padded to their bucket."""
+  host = distributed.gather(state)
+  return _lanes_on_mesh(sweep, host, np.flatnonzero(keep))
