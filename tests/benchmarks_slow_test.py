@@ -12,7 +12,9 @@ from conftest import ROOT
                                             ('spectra.py', 'Lanczos vs power iteration'),
                                             ('mesh.py', '8 simulated devices vs 1 device'),
                                             ('warm_start.py', 'HVPs (= Lanczos iterations) to reach λ_max'),
-                                            ('figure1.py', 'Targets of the issue')])
+                                            ('figure1.py', 'Targets of the issue'),
+                                            ('conv.py', 'layer formulations, vmapped or unrolled lanes'),
+                                            ('retire.py', 'diverged lanes kept vs retired')])
 def test_benchmark_quick_mode_writes_report(tmp_path, script, heading):
   out = tmp_path / 'report.md'
   proc = subprocess.run([sys.executable, f'benchmarks/{script}', '--quick', '--out', str(out)], cwd=ROOT,
