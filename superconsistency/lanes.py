@@ -65,28 +65,38 @@ class ProgramChoice(NamedTuple):
   why: str
 
 
-def uses_convolutions(model, data) -> bool:
-  """Whether the model's forward pass has a convolution (read from its jaxpr, so any model is covered)."""
+def model_primitives(model, data) -> set:
+  """The names of the primitives in the model's forward pass (its jaxpr, loop and branch bodies included), so any
+  model is covered without declaring anything."""
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   x = jax.ShapeDtypeStruct((1,) + data.arrays['eval_x'].shape[1:], data.arrays['eval_x'].dtype)
   jaxpr = jax.make_jaxpr(lambda p, x: model.apply(p, x, 1.0))(params, x)
+  names = set()
 
-  def has_conv(jpr):
+  def walk(jpr):
     for eqn in jpr.eqns:
-      if eqn.primitive.name == 'conv_general_dilated':
-        return True
-      if any(has_conv(sub) for sub in jax.extend.core.jaxprs_in_params(eqn.params)):
-        return True
-    return False
-  return has_conv(jaxpr.jaxpr)
+      names.add(eqn.primitive.name)
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+  walk(jaxpr.jaxpr)
+  return names
+
+
+def uses_convolutions(model, data) -> bool:
+  return 'conv_general_dilated' in model_primitives(model, data)
 
 
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
-  """'auto': on CPU, a convolutional model's lanes are unrolled and its steps dispatched from the host, because
-  XLA:CPU runs convolutions inside a device loop, and batched (grouped) convolutions, many times slower than plain
-  ones (benchmarks/conv.md); everything else is vmapped and scanned."""
+  """'auto': on CPU, a convolutional model without loops of its own gets its lanes unrolled and its steps
+  dispatched from the host, because XLA:CPU runs convolutions inside a device loop, and batched (grouped)
+  convolutions, many times slower than plain ones (benchmarks/conv.md). A model that loops over its blocks
+  (resnet's lax.scan) keeps vmap + scan: its convolutions sit in that loop either way, and unrolling its lanes
+  multiplies a large program's compile time (configs/depth_resnet.py, 40 steps: compile 176 s, run 151 s against
+  vmap + scan's). Everything else is vmapped and scanned."""
   lanes, steps = cfg.program.lanes, cfg.program.steps
-  conv_on_cpu = jax.default_backend() == 'cpu' and uses_convolutions(model, data)
+  on_cpu = jax.default_backend() == 'cpu'
+  primitives = model_primitives(model, data) if on_cpu else set()
+  conv_on_cpu = 'conv_general_dilated' in primitives and not primitives & {'scan', 'while'}
   one_device = mesh is None or mesh.shape['sweep'] == 1
   why = 'set in the config'
   if lanes == 'auto':

@@ -104,9 +104,15 @@ def _cpu_conv_jvp(stride, primals, tangents):
 _cpu_conv.defjvp(_cpu_conv_jvp, symbolic_zeros=True)
 
 
-def _conv(w, x, mult, stride, backend: str | None = None):
-  """SAME-padded k×k convolution: XLA's own; on CPU with the input-gradient term of `_cpu_conv_jvp`."""
-  if (backend or jax.default_backend()) != 'cpu':
+def _conv(w, x, mult, stride, backend: str | None = None, in_loop: bool = False):
+  """SAME-padded k×k convolution: XLA's own; on CPU a strided one takes the input-gradient term of
+  `_cpu_conv_jvp` (a stride-1 convolution's input gradient is a plain convolution, which XLA:CPU does well), and
+  one inside a device loop (`in_loop`: a scanned block) is the slicing matmul throughout, because XLA:CPU runs its
+  own convolutions inside a loop many times slower (benchmarks/conv.md)."""
+  backend = backend or jax.default_backend()
+  if backend == 'cpu' and in_loop:
+    return mult * slices_conv(x, w, stride)
+  if backend != 'cpu' or stride == 1:
     return mult * _xla_conv(x, w, stride)
   return mult * _cpu_conv(x, w, stride)
 
@@ -240,7 +246,7 @@ def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, par
     def block(z, convs_k):
       f = z
       for l in range(k):
-        f = _conv(convs_k[l], pre(f), mults[f'stage{s}_convs'], 1)
+        f = _conv(convs_k[l], pre(f), mults[f'stage{s}_convs'], 1, in_loop=True)
       z = z + branch * f
       return z, (z if with_activations else None)
     return jax.lax.scan(block, z, convs.reshape(blocks, k, *convs.shape[1:]))

@@ -159,7 +159,7 @@ def test_cli_budget_run_writes_rows_to_each_budget_and_resumes_after_a_kill(tmp_
     assert a.read() == b.read()
 
 
-def test_auto_program_unrolls_and_steps_from_the_host_for_convolutions_on_cpu_only():
+def test_auto_program_unrolls_and_steps_from_the_host_for_loop_free_convolutional_models_on_cpu_only():
   c = load_config('figure1')
   c.data.num_train, c.data.num_eval, c.measure.loss_batch = 256, 64, 64
   data = data_lib.make_data(c.data, 8, 64, jnp.float32)
@@ -173,6 +173,13 @@ def test_auto_program_unrolls_and_steps_from_the_host_for_convolutions_on_cpu_on
   assert lanes.choose_program(mlp, q_data, q, mesh)[:2] == ('vmap', 'scan')
   c.program.lanes, c.program.steps = 'vmap', 'scan'
   assert lanes.choose_program(conv, data, c, mesh)[:2] == ('vmap', 'scan')
+  # a resnet scans its blocks: its convolutions are in a device loop anyway, so it keeps vmap + scan
+  r = load_config('depth_resnet')
+  r.data.num_train, r.data.num_eval = 256, 64
+  r_data = data_lib.make_data(r.data, 8, 64, jnp.float32)
+  resnet = models.make_model(r.model, r_data.spec, 4, 2, pz.Parameterization('depth_mup'), jnp.float32)
+  assert lanes.uses_convolutions(resnet, r_data) and 'scan' in lanes.model_primitives(resnet, r_data)
+  assert lanes.choose_program(resnet, r_data, r, mesh)[:2] == ('vmap', 'scan')
 
 
 def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes():
