@@ -123,17 +123,6 @@ def select_step(cfg):
   return cfg.select_step or cfg.num_steps
 
 
-def num_measure_of(cfg):
-  """The measurement-set size runner.plan builds the data with (the same arrays, so the same training set)."""
-  m = cfg.measure
-  return max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch, m.ntk_batch if m.ntk_k else 0)
-
-
-def groups_of(cfg):
-  return [(p, depth, width) for p in cfg.parameterizations for depth in M.depths_of(cfg.model.name, cfg.depths)
-          for width in cfg.widths]
-
-
 def matching(lr, grid):
   """The grid rate that a metrics.csv rate (float32, printed as a double) stands for."""
   return min(grid, key=lambda g: abs(g - lr))
@@ -161,7 +150,7 @@ def run_ours(cfg, workdir, analyze, log):
       sweep[p, width, lr] = r['train_loss']
     if abs(r['lr'] - cfg.plot.trajectory_lrs[p]) <= 1e-6 * cfg.plot.trajectory_lrs[p]:   # the trajectory's lane
       trajectory[p, width].append((int(r['step']), r['train_loss'], r['sharpness']))
-  lanes = sum(len(cfg.sweep.lrs[p]) * len(cfg.sweep.gamma0s) * len(cfg.sweep.seeds) for p, _, _ in groups_of(cfg))
+  lanes = sum(len(cfg.sweep.lrs[p]) * len(cfg.sweep.gamma0s) * len(cfg.sweep.seeds) for p, _, _ in runner.groups_of(cfg))
   analyzed = None
   if analyze:
     t0 = time.perf_counter()
@@ -231,7 +220,7 @@ def flops_per_call(fns, seed, arrays, data_key, gamma0, loss_batch, sharpness_ba
 def conventional_setup(cfg):
   dtype = jnp.dtype(cfg.dtype)
   m = cfg.measure
-  data = D.make_data(cfg.data, cfg.num_steps, num_measure_of(cfg), dtype)
+  data = D.make_data(cfg.data, cfg.num_steps, runner.measure_set_size(cfg), dtype)
   arrays = data.arrays
   seed = int(cfg.sweep.seeds[0]) + cfg.seed     # train.lane_grid's lane seed
   return dict(dtype=dtype, data=data, arrays=arrays, seed=seed, key=jax.random.PRNGKey(seed),
@@ -254,7 +243,7 @@ def conventional_planned_flops(cfg):
   """The conventional procedure's FLOPs without running it (traced only): the authors' script's work too."""
   s = conventional_setup(cfg)
   total = 0.0
-  for p, depth, width in groups_of(cfg):
+  for p, depth, width in runner.groups_of(cfg):
     model = M.make_model(cfg.model, s['data'].spec, width, depth, runner.param_of(cfg, p), s['dtype'])
     per_call, _ = group_flops_per_call(s, conventional_functions(cfg, s['data'], model))
     total += flops_of_calls(per_call, planned_calls(cfg, p))
@@ -298,7 +287,7 @@ def run_conventional(cfg, log):
         return None, measured
     return params, measured
 
-  for p, depth, width in groups_of(cfg):
+  for p, depth, width in runner.groups_of(cfg):
     t0 = time.perf_counter()
     model = M.make_model(cfg.model, s['data'].spec, width, depth, runner.param_of(cfg, p), dtype)
     fns, calls = conventional_functions(cfg, s['data'], model), collections.Counter()
@@ -337,7 +326,7 @@ def write_authors_data(cfg, data_dir):
   """The config's synthetic training images as the script's CIFAR-10 cache: data_dir/cifar10_train.npz with
   `images` (N, 32, 32, 3) uint8 and `labels` (N,) int64. The images (about unit variance) are mapped to pixels so
   that the script's normalization (x/127.5 − 1) gives them back divided by 3. Returns N."""
-  data = D.make_data(cfg.data, cfg.num_steps, num_measure_of(cfg), jnp.float32)
+  data = D.make_data(cfg.data, cfg.num_steps, runner.measure_set_size(cfg), jnp.float32)
   x, y = np.asarray(data.arrays['train_x']), np.asarray(data.arrays['train_y'])
   images = np.clip(np.round((x / 3.0 + 1.0) * 127.5), 0, 255).astype(np.uint8)
   os.makedirs(data_dir, exist_ok=True)
@@ -468,7 +457,7 @@ def report(args, cfg, info, peak_rates, peak, ours, conv, auth, agree, total):
   L += [f'| float32 matmul peak (measured in this run; n×n @ n×n) | **{peak:.1f} GFLOP/s** '
         f'({", ".join(f"n={n}: {r:.1f}" for n, r in peak_rates.items())}) |', '']
 
-  groups = groups_of(cfg)
+  groups = runner.groups_of(cfg)
   shrunk = ' shrunk by --quick: ' + ', '.join(f'{k}={v}' for k, v in QUICK.items()) if args.quick else ''
   L += ['## Settings', '',
         f'`configs/figure1.py`{shrunk}: '

@@ -19,6 +19,11 @@ import numpy as np
 from superconsistency import fits
 
 
+def nearest_on_grid(grid, wanted: float) -> float:
+  """The grid rate nearest `wanted` on a log scale (how a configured trajectory rate names a lane)."""
+  return min(grid, key=lambda lr: abs(math.log(lr / wanted)))
+
+
 def final_losses(rows, select_by='train_loss', select_step=0):
   """{(param, depth, width): {lr: (mean over seeds and γ0 of the loss at the selected step, any lane diverged)}}.
 

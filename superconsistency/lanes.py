@@ -10,7 +10,6 @@ at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superconsistency import best_rate
 from superconsistency import distributed
 from superconsistency import flops as flops_lib
 from superconsistency import measurements as measurements_lib
@@ -134,8 +134,7 @@ def lane_budgets(cfg, hp: LaneHparams, parameterization: str) -> np.ndarray:
   lrs = np.asarray(hp.lr, np.float64)
   budget = np.full(lrs.shape, cfg.num_steps, np.int64)
   if cfg.sweep.lane_steps == 'select_step' and cfg.select_step:
-    wanted = cfg.plot.trajectory_lrs[parameterization]
-    trajectory = min(cfg.sweep.lrs[parameterization], key=lambda lr: abs(math.log(lr / wanted)))
+    trajectory = best_rate.nearest_on_grid(cfg.sweep.lrs[parameterization], cfg.plot.trajectory_lrs[parameterization])
     budget[~np.isclose(lrs, trajectory, rtol=1e-6)] = cfg.select_step
   return budget
 
@@ -360,9 +359,7 @@ def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resum
       after_chunk(i + 1, state, buffers, retired())
   steps = np.arange(sweep.num_chunks + 1) * cfg.measure_every
   metrics = {k: v[:sweep.num_lanes] for k, v in buffers.items()}
-  if len(live):
-    diverged_all[live] = np.asarray(distributed.gather(state.diverged_step))[:len(live)]
-  return steps, metrics, diverged_all
+  return steps, metrics, diverged_all   # updated after every chunk (and restored with a checkpoint)
 
 
 def _lanes_on_mesh(sweep: Sweep, tree_host, lanes):

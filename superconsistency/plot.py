@@ -47,7 +47,7 @@ def trajectory_lr(cfg, summary, p):
     groups = sorted((g for g in summary['groups'] if g['parameterization'] == p and finite(g['best_grid_lr'])),
                     key=lambda g: (g['width'], g['depth']))
     wanted = groups[0]['best_grid_lr'] if groups else grid[len(grid) // 2]
-  return min(grid, key=lambda lr: abs(math.log(lr / wanted)))
+  return best_rate.nearest_on_grid(grid, wanted)
 
 
 def plot_sharpness(rows, cfg, summary, path):

@@ -82,19 +82,29 @@ def raise_writer_error(check) -> None:
   raise config_lib.ConfigError(err['field'] or 'workdir', err['message'])
 
 
+def measure_set_size(cfg) -> int:
+  """Examples held for measurements: enough for every batch a measurement or the coordinate check reads."""
+  m = cfg.measure
+  return max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch, m.ntk_batch if m.ntk_k else 0)
+
+
+def groups_of(cfg) -> list:
+  """[(parameterization, depth, width)] in run order: one compiled sweep each."""
+  return [(p, depth, width) for p in cfg.parameterizations for depth in models.depths_of(cfg.model.name, cfg.depths)
+          for width in cfg.widths]
+
+
 def plan(cfg, workdir: str) -> Plan:
   if cfg.dtype == 'float64':
     jax.config.update('jax_enable_x64', True)
   dtype = jnp.dtype(cfg.dtype)
-  m = cfg.measure
-  num_measure = max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch, m.ntk_batch if m.ntk_k else 0)
+  num_measure = measure_set_size(cfg)
   from superconsistency import tfds_data
   try:
     data = data_lib.make_data(cfg.data, cfg.num_steps, num_measure, dtype)
   except (tfds_data.DatasetNotPrepared, tfds_data.DatasetCorrupt, ValueError) as e:
     raise config_lib.ConfigError('data.name', str(e).replace('\n', ' ')) from None
-  depths = models.depths_of(cfg.model.name, cfg.depths)
-  groups = [(p, depth, width) for p in cfg.parameterizations for depth in depths for width in cfg.widths]
+  groups = groups_of(cfg)
   built = {}
   for p, depth, width in groups:
     try:
@@ -110,7 +120,7 @@ def plan(cfg, workdir: str) -> Plan:
   hps = {p: train.lane_grid(tuple(cfg.sweep.lrs[p]), cfg.sweep.gamma0s, cfg.sweep.seeds, dtype, cfg.seed)
          for p in cfg.parameterizations}
   sweep_data = data._replace(arrays=distributed.put_replicated(data.arrays, mesh))
-  csv_names = ('metrics.csv',) + (('density.csv',) if m.density_every else ())
+  csv_names = ('metrics.csv',) + (('density.csv',) if cfg.measure.density_every else ())
   return Plan(cfg, workdir, data, sweep_data, built, mesh, groups, hps, resolved, cfg.num_steps // cfg.measure_every,
               csv_names, {})
 
