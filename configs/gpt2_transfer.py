@@ -26,6 +26,8 @@ def get_config(arg: str = ''):
   c.num_steps = 120
   c.measure_every = 30
   c.measure.num_iters = 12
+  c.sweep.seeds = (0, 1, 2)        # the best rate's interval over seeds (best_rate.py)
+  c.sweep.extend_rounds = 2        # SP's best rate sat on its grid's top at width 16 in a one-seed run
   if full:                         # GPU/TPU scale on WikiText-103 (prepare it first: README, Real datasets)
     c.data.offline = False
     c.widths = (128, 256, 512, 1024)

@@ -18,9 +18,9 @@ def report(out) -> str:
   """A few lines per analysis: the numbers the gallery quotes."""
   lines = []
   for key, t in out.get('transfer', {}).items():
-    penalty = t['penalty_at_largest']
-    lines.append(f'transfer {best_rate.describe(key, t)}; penalty at the largest size '
-                 + (f'{penalty:.4g}' if isinstance(penalty, float) else str(penalty)))
+    lo, hi = t['penalty_interval']
+    lines.append(f'transfer {best_rate.describe(key, t)}; penalty at the largest size {_g(t["penalty_at_largest"])} '
+                 f'[{_g(lo)}, {_g(hi)}] nats')
   for p, c in out.get('consistency', {}).items():
     for name, q in c['quantities'].items():
       lines.append(f'consistency {p} (η0={c["trajectory_lr"]:g}) {q["label"]}: CV across sizes, late mean '
@@ -42,6 +42,10 @@ def report(out) -> str:
     lines.append(f'bn_depth {variant}: log‖∇W1‖ slope per layer {g["slope_per_layer"]["slope"]:.2g} '
                  f'{_ci(g["slope_per_layer"]["ci95"])}, growth over the depths {g["growth"]:.3g}')
   return '\n'.join(lines)
+
+
+def _g(v):
+  return str(v) if not isinstance(v, float) else f'{v:.4g}'
 
 
 def _ci(ci):

@@ -62,7 +62,11 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
                  # each lane's steps: 'num_steps' (all), or 'select_step': lanes at plot.trajectory_lrs run num_steps,
                  # the others stop at select_step (the step their loss is read at), as a separate sweep would
                  lane_steps='num_steps',
-                 retire_diverged=True)   # a diverged lane leaves the batch at the next chunk (its rows are the same)
+                 retire_diverged=True,   # a diverged lane leaves the batch at the next chunk (its rows are the same)
+                 # grid extension: after the sweep, where some seed's best rate is censored (on the grid's edge,
+                 # not at a diverged rate), run `extend_points` more rates beyond that edge as new lanes, appended
+                 # to metrics.csv; at most `extend_rounds` times (best_rate.censored_sides, runner.extend_grid)
+                 extend_rounds=0, extend_points=2)
   c.num_steps = 200
   c.measure_every = 20             # steps per compiled chunk; one measurement at the end of each
   c.measure = dict(
@@ -82,7 +86,9 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
   c.loss_cap = 1e3                 # a lane whose batch loss exceeds this (or is not finite) is frozen as diverged
   c.select_by = 'train_loss'       # which loss picks the best learning rate (best_rate.py)
   c.select_step = 0                # the step whose loss picks it (0 = the last); e.g. a sweep read at half the run
-  c.analysis = dict(small_gamma_max=0.1,    # `analyze` γ–η fits: the small-γ0 regime is γ0 <= this
+  c.analysis = dict(transfer_tolerance_exponent=0.5,  # best_rate.classify: 'transfers' when the best rate's drift
+                    # stays inside ±this × log10(size ratio) decades: closer to size^0 than to size^1
+                    small_gamma_max=0.1,    # `analyze` γ–η fits: the small-γ0 regime is γ0 <= this
                     large_gamma_min=10.0)   # ... and the large-γ0 regime (and the τ-collapse curves) γ0 >= this
   # Devices: lanes are spread over the `sweep` axis, each lane's batch over `data` (sweep × data = all devices of
   # all processes; 0 = what the other axis leaves). data > 1 only pays when one lane's model is large.
@@ -249,6 +255,15 @@ def _validate_lanes(c):
   require(s.lane_steps in LANE_STEPS, 'sweep.lane_steps',
           f'{s.lane_steps!r} is not allowed; allowed: {", ".join(LANE_STEPS)}')
   require(isinstance(s.retire_diverged, bool), 'sweep.retire_diverged', 'must be True or False')
+  require(isinstance(s.extend_rounds, int) and s.extend_rounds >= 0, 'sweep.extend_rounds',
+          f'must be an integer >= 0 (0: no grid extension), got {s.extend_rounds!r}')
+  require(isinstance(s.extend_points, int) and s.extend_points >= 1, 'sweep.extend_points',
+          f'must be an integer >= 1, got {s.extend_points!r}')
+  if s.extend_rounds:
+    short = [p for p in c.parameterizations if len(s.lrs[p]) < 2]
+    require(not short, 'sweep.extend_rounds', f'extends a learning-rate grid, but {", ".join(short)} sweep(s) one '
+            'rate: give at least two in sweep.lrs, or set extend_rounds=0')
+  require(c.analysis.transfer_tolerance_exponent > 0, 'analysis.transfer_tolerance_exponent', 'must be > 0')
   if s.lane_steps == 'select_step':
     require(0 < c.select_step, 'sweep.lane_steps',
             "'select_step' stops the sweep lanes at select_step, but select_step is 0 (the last step): set "

@@ -277,21 +277,23 @@ _COMMON = dict(mode='epoch', batch_size=64, num_eval=1000, seed=0)
 _TRAIN = dict(num_train=4000)
 _IMAGES = dict(image_size=0,     # height = width; 0 = the data set's own (imagenet2012: 224)
                augment=False)    # random crop (4-pixel padding) + horizontal flip, on device
+_SYNTHETIC = dict(noise=1.0)     # generated images: pixel-noise std against the class template's 1 (harder when larger)
 _TFDS = dict(offline=False,      # True: run on the offline equivalent (OFFLINE_EQUIVALENTS), never reading data_dir
              data_dir='')        # TFDS data_dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
 _TEXT = dict(seq_len=128,        # tokens per example
              max_bytes=DEFAULT_MAX_BYTES)   # corpus cap; 0 = no cap
 DATA_OPTIONS = {
     'mnist1d': {**_COMMON, **_TRAIN},
-    'synthetic_images': {**_COMMON, **_TRAIN, **_IMAGES, 'num_classes': 0},   # 0 = the preset's classes
-    'synthetic_imagenet': {**_COMMON, **_TRAIN, **_IMAGES, 'num_classes': 0},
+    'synthetic_images': {**_COMMON, **_TRAIN, **_IMAGES, **_SYNTHETIC, 'num_classes': 0},   # 0 = the preset's
+    'synthetic_imagenet': {**_COMMON, **_TRAIN, **_IMAGES, **_SYNTHETIC, 'num_classes': 0},
     'teacher_student': {**_COMMON, **_TRAIN, 'input_dim': 32, 'output_dim': 1,
                         'teacher_width': 0,      # 0 = 2·input_dim
                         'label_noise': 0.0},
     'staircase': {**_COMMON, **_TRAIN, 'input_dim': 32, 'staircase_degree': 4, 'label_noise': 0.0},
     'byte_text': {**_COMMON, **_TEXT},
-    **{name: {**_COMMON, **_TRAIN, **_TFDS, **_IMAGES} for name, (stand_in, _, _) in OFFLINE_EQUIVALENTS.items()
-       if stand_in != 'byte_text'},
+    # `noise` is read only offline, by the generated stand-in
+    **{name: {**_COMMON, **_TRAIN, **_TFDS, **_IMAGES, **_SYNTHETIC} for name, (stand_in, _, _)
+       in OFFLINE_EQUIVALENTS.items() if stand_in != 'byte_text'},
     'wikitext103': {**_COMMON, **_TFDS, **_TEXT},
 }
 
@@ -361,14 +363,15 @@ def make_data(data_cfg, num_steps: int, num_measure: int, dtype) -> Data:
                        max_bytes=o['max_bytes'])
     size = o['image_size'] or shape[0]
     return synthetic_images(*common, *sizes(), shape=(size, size, shape[2]), num_classes=classes,
-                            augment=o['augment'], name=f'{stand_in}[{name}]')
+                            augment=o['augment'], name=f'{stand_in}[{name}]', noise=o['noise'])
   if name == 'mnist1d':
     return mnist1d(*common, num_steps, o['num_train'], o['num_eval'], num_measure, o['seed'], dtype)
   if name in ('synthetic_images', 'synthetic_imagenet'):
     (size, _, channels), classes = IMAGE_PRESETS['cifar' if name == 'synthetic_images' else 'tiny_imagenet']
     size = o['image_size'] or size
     return synthetic_images(*common, *sizes(), shape=(size, size, channels),
-                            num_classes=o['num_classes'] or classes, augment=o['augment'], name=name)
+                            num_classes=o['num_classes'] or classes, augment=o['augment'], name=name,
+                            noise=o['noise'])
   if name == 'teacher_student':
     return teacher_student(*common, *sizes(), input_dim=o['input_dim'], output_dim=o['output_dim'],
                            teacher_width=o['teacher_width'] or None, label_noise=o['label_noise'])

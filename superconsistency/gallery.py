@@ -7,7 +7,8 @@
 
 Each experiment runs in its own process through the ordinary CLI (a float64 experiment switches JAX's x64 mode for
 its whole process), so a gallery entry is exactly the command a user would type. `python -m
-superconsistency.analyze` alone redraws every figure from the committed files without training anything.
+superconsistency.analyze` alone redraws every figure from the committed files without training anything. At the
+end the summary table of results/README.md is regenerated from the analysis files (superconsistency/verdicts.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ ENTRIES = (
     ('figure1', 'configs/figure1.py', 1),
     ('quickstart', 'configs/quickstart.py', 2),
     ('mlp_adam', 'configs/mlp_adam.py', 2),
+    ('edge_of_stability', 'configs/edge_of_stability.py', 2),
+    ('edge_of_stability_adam', 'configs/edge_of_stability.py:adam', 2),
     ('depth_resnet_k1', 'configs/depth_resnet.py:k1', 3),
     ('depth_resnet_k2', 'configs/depth_resnet.py:k2', 3),
     ('ntk_hessian', 'configs/ntk_hessian.py', 4),
@@ -81,6 +84,9 @@ def main(argv=None) -> int:
     print(f'gallery: {name} done in {time.time() - t0:.0f} s', flush=True)
   if not args.dry_run:
     print(f'gallery: {len(todo)} entries in {time.time() - start:.0f} s')
+    if os.path.exists(os.path.join(args.results, 'README.md')):
+      from superconsistency import verdicts
+      return verdicts.main([args.results])   # the summary table, from the analysis files just written
   return 0
 
 

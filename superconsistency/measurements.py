@@ -64,12 +64,13 @@ class Context(NamedTuple):
   apply_fn: Callable      # (params, x) -> outputs, at this lane's γ0 (centered when the parameterization is)
   loss_fn: Callable       # (outputs, y) -> mean loss
   task: str               # data.spec.task ('regression' has no accuracy)
-  loss_batch: tuple       # (x, y): the held-out batch train_loss is measured on
+  loss_batch: tuple       # (x, y): the batch train_loss is measured on (the first training examples in epoch mode)
   sharpness_batch: tuple  # (x, y): the batch every Hessian-type operator is built on
   eval_outputs: jax.Array   # apply_fn(params, eval_x)
   ops: spectra.Operators  # Hessian, Gauss-Newton, residual, NTK on the sharpness batch
   lr: jax.Array           # base rate at this step (after warm-up)
   lr_multipliers: dict    # per-layer rate multipliers at this γ0: the raw rate of layer n is lr · lr_multipliers[n]
+  uniform_rates: bool     # every layer has the same multiplier (static)
   rates: jax.Array        # those raw rates as a flat per-parameter vector (the diagonal D of D½ H D½)
   grad_scale: dict | None   # Adam's per-layer gradient scales (None for SGD)
   features: Callable      # (params, x) -> the last hidden layer's output, flattened per example
@@ -196,7 +197,7 @@ def _hessian_eig(ctx, done):
 def _lr_sharpness(ctx, done):
   """λ_max(D½ H D½) with D the per-parameter rates."""
   m = ctx.cfg.measure
-  if ctx.cfg.optimizer.name == 'sgd' or not m.hessian:   # SGD: one rate for all layers, so it is rate·λ_max(H)
+  if (ctx.cfg.optimizer.name == 'sgd' and ctx.uniform_rates) or not m.hessian:   # one rate: rate·λ_max(H)
     return {'lr_sharpness': ctx.lr * next(iter(ctx.lr_multipliers.values())) * done['sharpness']}
   weighted = spectra.weighted(ctx.ops.hessian, ctx.rates)
   return {'lr_sharpness': spectra.lanczos(weighted, ctx.ops.dim, m.num_iters, ctx.key,

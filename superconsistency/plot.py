@@ -84,7 +84,8 @@ def plot_sharpness(rows, cfg, summary, path):
 
 def plot_transfer(rows, select_by, path, select_step=0):
   """Loss at the selected step against the base rate, one curve per size: ★ the best grid rate, a dotted line at
-  the best rate (best_rate.py), × diverged rates; each panel's title gives the shift of the best rate."""
+  the best rate (best_rate.py), × diverged rates, and under the curves each size's best rate with its interval over
+  seeds; each panel's title gives the drift of the best rate with its interval and verdict."""
   finals = best_rate.final_losses(rows, select_by, select_step)
   best = {g: best_rate.best_of(sorted(by_lr), [by_lr[lr][0] for lr in sorted(by_lr)]) for g, by_lr in finals.items()}
   shifts = best_rate.transfer(rows, select_by, select_step)
@@ -107,16 +108,39 @@ def plot_transfer(rows, select_by, path, select_step=0):
       if div:
         top = np.nanmax(losses) if np.isfinite(losses).any() else 1.0
         ax.plot(div, [top] * len(div), 'x', color=c)
+    _best_rate_intervals(ax, [t for t in shifts.values() if t['parameterization'] == p], colors, groups)
     ax.set_xscale('log')
     ax.set_xlabel('base learning rate η0')
     ax.set_ylabel(f'{select_by} at step {select_step}' if select_step else f'final {select_by}')
-    shift = '; '.join(f'shift {t["shift_decades"]:.2f} decades ({t["shift_grid_steps"]:.2f} grid steps)'
+    shift = '; '.join(f'drift {t["drift_decades"]:+.2f} decades [{t["drift_interval_decades"][0]:+.2f}, '
+                      f'{t["drift_interval_decades"][1]:+.2f}], {len(t["seeds"])} seed(s): {t["verdict"]}'
                       for t in shifts.values() if t['parameterization'] == p)
     ax.set_title(f'{p} (★ best grid rate, ⋮ best rate, × diverged)' + (f'\n{shift}' if shift else ''), fontsize=9)
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def _best_rate_intervals(ax, entries, colors, groups):
+  """Under the curves: each size's best rate (median over seeds) with its interval (best_rate.py); an arrow where
+  it is censored."""
+  if not entries:
+    return
+  t = entries[0]
+  color_of = {(g[2] if t['size_axis'] == 'width' else g[1]): c for c, g in zip(colors, groups)}
+  y0, y1 = ax.get_ylim()
+  for k, (size, lr, (lo, hi), cens) in enumerate(zip(t['sizes'], t['best_lrs'], t['best_lr_intervals'],
+                                                      t['censored'])):
+    if not math.isfinite(lr):
+      continue
+    y = y0 + (y1 - y0) * (0.02 + 0.03 * k)
+    lo, hi = max(lo, ax.get_xlim()[0]), min(hi, ax.get_xlim()[1])
+    ax.plot([lo, hi], [y, y], color=color_of.get(size, 'k'), lw=2, alpha=0.7)
+    ax.plot([lr], [y], '|', color=color_of.get(size, 'k'), ms=8)
+    if cens:
+      ax.annotate('censored', (hi if 'above' in cens else lo, y), fontsize=6, color=color_of.get(size, 'k'))
+  ax.set_ylim(y0, y1)
 
 
 def plot_coord_check(rows, path):

@@ -6,6 +6,8 @@
            the newest intact checkpoint
   start    a fresh workdir (config.json), or one cut back to the checkpoint
   train    each group: one compiled, vmapped sweep over its lanes, checkpointed between chunks
+  extend   where some seed's best rate is censored (sweep.extend_rounds > 0): more rates beyond the grid's edge,
+           as new lanes of every group of that parameterization, appended to metrics.csv (grid_extensions.json)
   finish   the coordinate check, summary.json (best rates by best_rate.py) and the plots
 
 Checkpoints are identified by (group, chunks done in it); `CheckpointId.step` turns that into orbax's integer step.
@@ -38,7 +40,8 @@ from superconsistency import train
 
 OUTPUTS = ('metrics.csv', 'density.csv', 'coord_check.csv', 'coord_check_slopes.csv', 'summary.json', 'config.json',
            'sharpness.png', 'transfer.png', 'coord_check.png', 'spectra.png', 'density.png', 'analysis.json',
-           'analysis_*.png')
+           'analysis_*.png', 'grid_extensions.json')
+EXTENSIONS = 'grid_extensions.json'
 
 
 def param_of(cfg, name) -> pz.Parameterization:
@@ -85,7 +88,8 @@ def raise_writer_error(check) -> None:
 def measure_set_size(cfg) -> int:
   """Examples held for measurements: enough for every batch a measurement or the coordinate check reads."""
   m = cfg.measure
-  return max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch, m.ntk_batch if m.ntk_k else 0)
+  return max(m.loss_batch, m.sharpness_batch, cfg.coord_check.batch if cfg.coord_check.enabled else 0,
+             m.ntk_batch if m.ntk_k else 0)
 
 
 def groups_of(cfg) -> list:
@@ -201,8 +205,15 @@ def start(plan: Plan, restored) -> None:
 def _truncate_to_checkpoint(workdir, meta, csv_names):
   """Cuts each CSV back to its length at the checkpoint (rows after it are computed again), and removes what is
   made after the sweep, so a resumed run writes every row exactly once."""
+  kept = _extension_rounds_kept(workdir, meta)
+  _cut_csvs(workdir, kept or meta['csv_bytes'], csv_names)
+  keep = csv_names + ('config.json',) + ((EXTENSIONS,) if kept is not None else ())
+  results.remove_outputs(workdir, [p for p in OUTPUTS if p not in keep])
+
+
+def _cut_csvs(workdir, sizes, csv_names):
   for name in csv_names:
-    path, size = os.path.join(workdir, name), meta['csv_bytes'].get(name)
+    path, size = os.path.join(workdir, name), sizes.get(name)
     have = os.path.getsize(path) if os.path.exists(path) else -1
     if size is None or have < size:
       raise config_lib.ConfigError('workdir', f'{path} has {max(have, 0)} bytes but checkpoint records {size}: '
@@ -211,7 +222,23 @@ def _truncate_to_checkpoint(workdir, meta, csv_names):
       f.truncate(size)
       f.flush()
       os.fsync(f.fileno())
-  results.remove_outputs(workdir, [p for p in OUTPUTS if p not in csv_names + ('config.json',)])
+
+
+def _read_extensions(workdir) -> dict:
+  path = os.path.join(workdir, EXTENSIONS)
+  if not os.path.exists(path):
+    return dict(rounds=[])
+  with open(path) as f:
+    return json.load(f)
+
+
+def _extension_rounds_kept(workdir, meta):
+  """After the sweep's final checkpoint, the grid-extension rounds that finished are kept: the CSVs' lengths after
+  the last of them (None: nothing to keep, cut back to the checkpoint). An unfinished round is redone."""
+  if meta['chunks_done'] is not None:
+    return None
+  done = [r for r in _read_extensions(workdir)['rounds'] if r['done']]
+  return done[-1]['csv_bytes_after'] if done else None
 
 
 class Spent(NamedTuple):
@@ -312,6 +339,82 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
   return Spent(trace_s, compile_s, done.flops, done.exact, lane_steps.run, lane_steps.saved)
 
 
+class _StopOnSigterm:
+  """A grid-extension round's hook after each chunk: no interval checkpoints (an interrupted round is redone from
+  its start on the rerun); SIGTERM stops the run."""
+
+  def __init__(self, plan: Plan, first_id: int):
+    self.plan, self.next_id = plan, first_id
+
+  def after_chunk(self, g):
+    def hook(done, state, buffers, retired):
+      self.next_id += 1
+      if distributed.preempted(self.next_id, checkpoint.sigterm.received):
+        raise checkpoint.Preempted(f'SIGTERM during a grid-extension round of {self.plan.workdir}: rerun the same '
+                                   'command to resume (that round is redone)')
+    return hook
+
+
+def _extension_rates(plan: Plan, record) -> dict:
+  """{param: new rates} for the next round (process 0 reads metrics.csv; every process gets its answer)."""
+  cfg = plan.cfg
+
+  def decide():
+    rows = results.read_csv(os.path.join(plan.workdir, 'metrics.csv'))
+    sides = best_rate.censored_sides(rows, cfg.select_by, cfg.select_step)
+    out = {}
+    for p in cfg.parameterizations:
+      if p in sides:
+        grid = list(cfg.sweep.lrs[p]) + [lr for r in record['rounds'] for lr in r['rates'].get(p, [])]
+        out[p] = dict(rates=best_rate.extension_rates(grid, sides[p], cfg.sweep.extend_points), censored=sides[p])
+    return json.dumps(out)
+  return json.loads(distributed.agree_with_writer(decide() if distributed.is_writer() else ''))
+
+
+def extend_grid(plan: Plan, writers: dict) -> tuple:
+  """The grid-extension rounds (sweep.extend_rounds): while some seed of some size has its best rate censored,
+  `extend_points` rates beyond that edge run as new lanes of every group of the parameterization, rows appended to
+  metrics.csv. grid_extensions.json records each round (rates, censored sides, the CSVs' lengths before and after)
+  so that a rerun keeps the rounds that finished. Returns (Spent, the rounds)."""
+  cfg, workdir = plan.cfg, plan.workdir
+  spent = Spent()
+  record = _read_extensions(workdir) if distributed.is_writer() else dict(rounds=[])
+  record = json.loads(distributed.agree_with_writer(json.dumps(record)))
+  sizes = lambda: {n: os.path.getsize(os.path.join(workdir, n)) for n in plan.csv_names}
+  stop = _StopOnSigterm(plan, (len(plan.groups) + 1) * (plan.chunks + 1))
+  for k in range(cfg.sweep.extend_rounds):
+    if k < len(record['rounds']) and record['rounds'][k]['done']:
+      continue
+    if k < len(record['rounds']):   # interrupted: cut its rows and run it again
+      decided = record['rounds'][k]['added']
+      if distributed.is_writer():
+        _cut_csvs(workdir, record['rounds'][k]['csv_bytes_before'], plan.csv_names)
+    else:
+      decided = _extension_rates(plan, record)
+      if not decided:
+        break
+      record['rounds'].append(dict(round=k + 1, added=decided, rates={p: d['rates'] for p, d in decided.items()},
+                                   csv_bytes_before=sizes() if distributed.is_writer() else {}, done=False))
+      if distributed.is_writer():
+        results.write_json(os.path.join(workdir, EXTENSIONS), record)
+    checkpoint.note(f'grid extension round {k + 1}: ' + '; '.join(
+        f'{p}: best rate censored {"/".join(d["censored"])}, adding {", ".join(f"{lr:g}" for lr in d["rates"])}'
+        for p, d in decided.items()))
+    hps = {p: train.lane_grid(tuple(d['rates']), cfg.sweep.gamma0s, cfg.sweep.seeds, jnp.dtype(cfg.dtype), cfg.seed)
+           for p, d in decided.items()}
+    sub = plan._replace(groups=[g for g in plan.groups if g[0] in decided], hps=hps, programs={})
+    sweeps = _Sweeps(sub)
+    for g in range(len(sub.groups)):
+      spent = spent.plus(train_group(sub, g, sweeps, stop, writers))
+    sweeps.clear()
+    for key, v in sub.programs.items():
+      plan.programs[key + (k + 1,)] = dict(v, grid_extension_round=k + 1)
+    record['rounds'][k].update(done=True, csv_bytes_after=sizes() if distributed.is_writer() else {})
+    if distributed.is_writer():
+      results.write_json(os.path.join(workdir, EXTENSIONS), record)
+  return spent, record['rounds']
+
+
 def _rows(plan: Plan, g, steps, metrics, diverged_step, budgets):
   """metrics.csv and density.csv rows of one group: lane by lane, step by step."""
   cfg = plan.cfg
@@ -343,7 +446,7 @@ def _rows(plan: Plan, g, steps, metrics, diverged_step, budgets):
   return rows, density_rows
 
 
-def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool) -> dict:
+def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool, extensions=()) -> dict:
   """The coordinate check, the summary and the plots (process 0; all from the files already written)."""
   cfg, workdir = plan.cfg, plan.workdir
   if cfg.coord_check.enabled:
@@ -358,7 +461,8 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
   rows = results.read_csv(os.path.join(workdir, 'metrics.csv'))
   run_time = train_time - spent.trace_s - spent.compile_s
   summary = dict(groups=best_rate.per_model(rows, cfg.select_by, cfg.select_step),
-                 transfer=best_rate.transfer(rows, cfg.select_by, cfg.select_step),
+                 transfer=best_rate.transfer(rows, cfg.select_by, cfg.select_step,
+                                             cfg.analysis.transfer_tolerance_exponent),
                  # sweep: planning, tracing, compiling and training (this process's part, if resumed); trace and
                  # compile: the sweep's programs, ahead of their first call (compile: XLA, or a persistent-cache
                  # hit); run: the rest of the sweep
@@ -372,6 +476,8 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
                  # lanes retiring at divergence or at their budget (sweep.lane_steps) saved
                  lane_steps=dict(run=spent.lane_steps_run, saved=spent.lane_steps_saved),
                  programs=[dict(parameterization=k[0], depth=k[1], width=k[2], **v) for k, v in plan.programs.items()],
+                 # the grid-extension rounds: the rates each added and the censored sides that asked for them
+                 grid_extensions=[dict(round=r['round'], added=r['added']) for r in extensions],
                  lr_convention=cfg.param.lr_convention)
   if plots:
     from superconsistency import plot
@@ -437,14 +543,16 @@ def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
   sweeps.clear()
   done = CheckpointId(len(plan.groups), None)
   if restored is None or first_group < len(plan.groups):
-    saver.save(done, reason='sweep finished')   # a rerun after this goes straight to the analysis
+    saver.save(done, reason='sweep finished')   # a rerun after this goes straight to the extension and analysis
+  extension_spent, extensions = extend_grid(plan, writers)
+  spent = spent.plus(extension_spent)
   if bar:
     bar.close()
   train_time = time.time() - start_time
   if not distributed.is_writer():
     ckpt.close()
     return {}
-  summary = finish(plan, train_time, spent, start_time, plots)
+  summary = finish(plan, train_time, spent, start_time, plots, extensions)
   if checkpoint.sigterm.received:
     raise checkpoint.Preempted(_preempted_message(plan.workdir, done))
   results.write_json(os.path.join(plan.workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished

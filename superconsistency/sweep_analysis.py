@@ -50,11 +50,12 @@ def _lr_weighted(r, name):
 CONSISTENCY_QUANTITIES = measurements.consistency_quantities()   # (column, label), declared in measurements.py
 
 
-def _curves(rows, p, lr, name):
-  """{(width, depth): (steps, mean over seeds/γ0 of the quantity)} at one trajectory rate."""
+def _curves(rows, p, lr, name, seed=None):
+  """{(width, depth): (steps, mean over seeds/γ0 of the quantity)} at one trajectory rate (one seed's if given)."""
   acc = defaultdict(lambda: defaultdict(list))
   for r in rows:
-    if r['parameterization'] == p and plot.same_lr(r['lr'], lr) and name in r:
+    if (r['parameterization'] == p and plot.same_lr(r['lr'], lr) and name in r
+        and (seed is None or r['seed'] == seed)):
       acc[r['width'], r['depth']][r['step']].append(_lr_weighted(r, name))
   out = {}
   for size, by_step in acc.items():
@@ -79,8 +80,22 @@ def _late_mean(steps, cvs):
   return float(np.mean(late)) if late else float('nan')
 
 
+def _late_median_cv(steps, cvs):
+  """Median of the finite CVs over the second half of training (step 0 excluded): robust to a single spike."""
+  late = [c for s, c in zip(steps, cvs) if s >= steps[-1] / 2 and s > 0 and math.isfinite(c)]
+  return float(np.median(late)) if late else float('nan')
+
+
+def _late_median(steps, values):
+  """Median of a curve's finite values over the second half of training (step 0 excluded)."""
+  late = [v for s, v in zip(steps, values) if s >= steps[-1] / 2 and s > 0 and math.isfinite(v)]
+  return float(np.median(late)) if late else float('nan')
+
+
 def consistency(rows, cfg, summary) -> dict:
-  """Coefficient of variation across sizes (std/|mean| over the sizes with a finite value) at each measured step."""
+  """Coefficient of variation across sizes (std/|mean| over the sizes with a finite value) at each measured step,
+  on the seed-averaged curves and, for the interval across seeds, on each seed's own curves; and each size's and
+  seed's median over the second half (the level a quantity holds, e.g. η·λ_max at the edge of stability)."""
   out = {}
   have = set(rows[0]) if rows else set()
   for p in dict.fromkeys(r['parameterization'] for r in rows):
@@ -96,7 +111,21 @@ def consistency(rows, cfg, summary) -> dict:
       rest = _cv_by_step({k: v for k, v in curves.items() if k != min(curves)}, steps) if len(curves) >= 3 else []
       late = _late_mean(steps, cvs)
       late_rest = _late_mean(steps, rest)
+      by_seed, medians, first = {}, defaultdict(dict), defaultdict(dict)
+      for seed in sorted({r['seed'] for r in rows if r['parameterization'] == p}):
+        seed_curves = _curves(rows, p, lr, name, seed)
+        if not seed_curves:
+          continue
+        by_seed[str(seed)] = _late_median_cv(steps, _cv_by_step(seed_curves, steps))
+        for (w, d), (st, v) in sorted(seed_curves.items()):
+          medians[f'{w}x{d}'][str(seed)] = _late_median(st, v)
+          first[f'{w}x{d}'][str(seed)] = v[0]
+      finite = [v for v in by_seed.values() if math.isfinite(v)]
       per_q[name] = dict(label=label, steps=steps, cv=cvs, cv_late_mean=late, cv_late_mean_without_smallest=late_rest,
+                         cv_late_median=_late_median_cv(steps, cvs), cv_late_median_by_seed=by_seed,
+                         cv_late_interval=[min(finite), max(finite)] if finite else [float('nan')] * 2,
+                         late_median_by_size_seed=dict(medians), first_by_size_seed=dict(first),
+                         threshold=rows[0].get('adam_sharpness_threshold') if name == 'adam_sharpness' else None,
                          cv_final=cvs[-1] if cvs else float('nan'),
                          final_by_size={f'{w}x{d}': v[-1] for (w, d), (_, v) in sorted(curves.items())})
     out[p] = dict(trajectory_lr=lr, quantities=per_q)
@@ -334,7 +363,9 @@ def analyze_workdir(workdir: str, plots: bool = True) -> dict:
       plot_plateaus(rows, out['gamma_eta'], os.path.join(workdir, 'analysis_plateaus.png'))
     return out
   if len(lrs) > 1 and best_rate.size_axes(rows):
-    out['transfer'] = best_rate.transfer(rows, cfg['select_by'], cfg.get('select_step', 0))
+    out['transfer'] = best_rate.transfer(rows, cfg['select_by'], cfg.get('select_step', 0),
+                                         cfg.get('analysis', {}).get('transfer_tolerance_exponent',
+                                                                     best_rate.TRANSFER_TOLERANCE_EXPONENT))
     if plots and out['transfer']:
       plot.plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'analysis_transfer.png'),
                          cfg.get('select_step', 0))

@@ -109,6 +109,9 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
   measurement's solver loops are written out (spectra.unrolled_loops), for programs without device loops."""
   loss_fn = models.LOSSES[cfg.loss]
   tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
+  # whether every layer shares one rate (their ratios do not depend on γ0, so γ0 = 1 decides): then η·λ_max(H) is
+  # λ_max(D½HD½) without another solve; Depth-μP at α ≠ ½ and CompleteP give branches their own SGD rate
+  uniform_rates = len({round(float(v), 12) for v in lr_multipliers(1.0).values()}) == 1
   dtype = jnp.dtype(cfg.dtype)
   warmup = cfg.optimizer.warmup_steps
   m = cfg.measure
@@ -179,8 +182,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
     ctx = measurements_lib.Context(
         cfg=cfg, state=state, hp=hp, arrays=arrays, index=measurement_index, dtype=dtype, key=key,
         apply_fn=apply_fn, loss_fn=loss_fn, task=data.spec.task, loss_batch=(xl, yl), sharpness_batch=(xs, ys),
-        eval_outputs=out_eval, ops=ops, lr=lr, lr_multipliers=mults, rates=rates, grad_scale=grad_scale,
-        features=features)
+        eval_outputs=out_eval, ops=ops, lr=lr, lr_multipliers=mults, uniform_rates=uniform_rates, rates=rates,
+        grad_scale=grad_scale, features=features)
     with spectra.unrolled_loops(unroll_solvers):
       metrics, done = measurements_lib.run(measurements, ctx)
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}

@@ -147,7 +147,8 @@ def test_shift_in_decades_does_not_depend_on_the_grid_ratio_but_grid_steps_do():
             for w, best in ((64, 0.1), (128, 1.0)) for lr in grid for s in (0, 10)]
     out = best_rate.transfer(rows, 'train_loss', 0)['mup/depth=3']
     per_model = {g['width']: g for g in best_rate.per_model(rows)}
-    assert [per_model[w]['best_lr'] for w in (64, 128)] == out['best_lrs']
+    assert [per_model[w]['best_lr'] for w in (64, 128)] == pytest.approx(out['best_lrs'], rel=1e-12)
+    assert [per_model[w]['best_lr_median'] for w in (64, 128)] == pytest.approx(out['best_lrs'], rel=1e-12)
     shifts[ratio] = out
   for out in shifts.values():
     assert out['best_lrs'] == pytest.approx([0.1, 1.0], rel=1e-6)
@@ -161,4 +162,5 @@ def test_a_best_rate_on_the_grid_edge_is_flagged():
           for s in (0, 10)]
   out = best_rate.transfer(rows, 'train_loss', 0)['mup/depth=3']
   assert out['best_at_grid_edge'] == [True, True] and out['best_lrs'] == pytest.approx([0.1, 0.1])
-  assert '(* on the grid edge)' in best_rate.describe('mup/depth=3', out)
+  assert out['censored'] == ['below', 'below'] and out['verdict'] == 'censored'
+  assert 'censored below' in best_rate.describe('mup/depth=3', out)

@@ -14,7 +14,7 @@ SHRINK = ['--config.widths=(8,16)', '--config.sweep.lrs.mup=(0.25,1.0,1e6)', '--
           '--config.measure.sharpness_batch=32', '--config.measure.num_iters=8', '--config.data.num_train=256',
           '--config.data.num_eval=64', '--config.data.batch_size=16', '--config.coord_check.widths=(8,16)',
           '--config.coord_check.seeds=(0,)', '--config.coord_check.steps=1', '--config.coord_check.batch=16',
-          '--config.loss_cap=50.0', '--noprogress']
+          '--config.loss_cap=50.0', '--config.sweep.seeds=(0,)', '--config.sweep.extend_rounds=0', '--noprogress']
 
 
 def _cli(*args):

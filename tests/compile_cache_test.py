@@ -1,7 +1,10 @@
 """The persistent compilation cache and the trace/compile/run split in summary.json: the second run of the same
-config loads its programs from the cache (XLA's part of compiling falls to ≤ 25% of the first run's; measured
-15%, 7.2 s -> 1.1 s, on 2 busy cores) and computes the same bytes; without the cache it compiles again. Tracing
-and lowering run in Python every time and are reported apart (`trace`)."""
+config loads its programs from the cache (XLA's part of compiling falls to ≤ 35% of the first run's) and computes
+the same bytes; without the cache it compiles again. Tracing and lowering run in Python every time and are
+reported apart (`trace`). At the suite's fast-compile XLA level this one-group program compiles in ~2.5 s and a
+cache hit still costs ~0.55 s of loading, so the ratio measures 22–26% on this machine (it was 15% at 7.2 s
+before the suite lowered XLA's optimization level); 35% leaves room for a busy machine, and the uncached run must
+still cost ≥ 3× the cached one."""
 import json
 import subprocess
 import sys
@@ -29,7 +32,7 @@ def test_a_second_run_loads_its_programs_from_the_cache(tmp_path):
   second, second_bytes = _run(tmp_path / 'b', cache)
   uncached, uncached_bytes = _run(tmp_path / 'c', '--nocompile_cache')
   assert first['compile'] > 0.5 and first['run'] >= 0 and first['sweep'] >= first['compile']
-  assert second['compile'] <= 0.25 * first['compile'], (first, second)
+  assert second['compile'] <= 0.35 * first['compile'], (first, second)
   assert uncached['compile'] >= 3 * second['compile'], (uncached, second)
   assert second['trace'] > 0
   assert first_bytes == second_bytes == uncached_bytes

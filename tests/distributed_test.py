@@ -23,7 +23,7 @@ ARGS = ['--config=configs/quickstart.py', '--config.widths=(16,)', '--config.par
         '--config.sweep.lrs.mup=(0.25,0.5,1.0)', '--config.sweep.seeds=(0,1,2)', '--config.num_steps=18',
         '--config.measure_every=3', '--config.measure.loss_batch=64', '--config.measure.sharpness_batch=32',
         '--config.measure.num_iters=8', '--config.data.num_train=256', '--config.data.num_eval=64',
-        '--config.data.batch_size=16', '--config.coord_check.enabled=False', '--progress=false']
+        '--config.data.batch_size=16', '--config.coord_check.enabled=False', '--config.sweep.extend_rounds=0', '--progress=false']
 COMPARED = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'feature_movement')
 
 

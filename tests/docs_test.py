@@ -14,7 +14,7 @@ from conftest import ROOT
 # Built from parts, so that this file does not itself mention what it looks for.
 OUTSIDE_REFERENCES = ('../' + 'shared', 'SCIENCE' + '.md')
 ENTRY_POINTS = ('superconsistency', 'superconsistency.analyze', 'superconsistency.plot', 'superconsistency.gallery',
-                'superconsistency.prepare')
+                'superconsistency.prepare', 'superconsistency.verdicts')
 
 
 def _read(path):

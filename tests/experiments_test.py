@@ -12,16 +12,20 @@ from conftest import ROOT, load_config
 
 SMALL = ['--config.num_steps=4', '--config.measure_every=2', '--config.data.num_eval=32',
          '--config.measure.loss_batch=32', '--config.measure.sharpness_batch=16', '--noprogress']
+ONE_SEED = ['--config.sweep.seeds=(0,)', '--config.sweep.extend_rounds=0']   # seeds and grid extension: resume_test
 IMAGES = ['--config.data.num_train=64', '--config.data.batch_size=16', '--config.data.image_size=8',
           '--config.measure.num_iters=3']
 # name: (config argument, overrides, analyses that must come out)
 EXPERIMENTS = {
     'figure1': ('', IMAGES[:2] + IMAGES[3:] + ['--config.widths=(4,8)', '--config.select_step=2',
-                              "--config.sweep.lrs.mup=(0.5,1.0)", "--config.sweep.lrs.ntk=(3.0,7.0)"],
+                              "--config.sweep.lrs.mup=(0.5,1.0)", "--config.sweep.lrs.ntk=(3.0,7.0)"] + ONE_SEED,
                 ('transfer', 'consistency')),
     'mlp_adam': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
                       '--config.measure.num_iters=4', "--config.sweep.lrs.mup=(0.004,0.016)",
-                      "--config.sweep.lrs.ntk=(0.001,0.004)"], ('transfer', 'consistency')),
+                      "--config.sweep.lrs.ntk=(0.001,0.004)"] + ONE_SEED, ('transfer', 'consistency')),
+    'edge_of_stability': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=64',
+                               '--config.measure.num_iters=4', '--config.measure.ntk_batch=4', '--config.sweep.seeds=(0,)'],
+                          ('consistency',)),
     'depth_resnet': ('k2', IMAGES + ['--config.depths=(1,2)', "--config.sweep.lrs.depth_mup=(0.4,1.6)"],
                      ('transfer', 'consistency')),
     'ntk_hessian': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
@@ -37,7 +41,7 @@ EXPERIMENTS = {
                             "--config.sweep.lrs.sp=(0.01,0.1)"], ('transfer', 'consistency')),
     'gpt2_transfer': ('', ['--config.widths=(8,16)', '--config.depths=(1,)', '--config.data.seq_len=8', '--config.data.batch_size=4',
                            '--config.data.max_bytes=100000', '--config.measure.num_iters=3',
-                           "--config.sweep.lrs.mup=(0.003,0.03)", "--config.sweep.lrs.sp=(0.001,0.01)"],
+                           "--config.sweep.lrs.mup=(0.003,0.03)", "--config.sweep.lrs.sp=(0.001,0.01)"] + ONE_SEED,
                       ('transfer', 'consistency')),
 }
 

@@ -179,3 +179,31 @@ def test_warm_start_validation():
   bad.measure = dict(bad.measure.to_dict(), warm_start=1)
   with pytest.raises(config_lib.ConfigError, match='measure.warm_start'):
     config_lib.validate(bad)
+
+
+def test_lr_sharpness_weights_each_layer_by_its_own_sgd_rate_under_completep():
+  """CompleteP gives residual branches an SGD rate × L, so η·λ_max(H) is not λ_max(D½HD½): the in-loop value must
+  be the latter (float64, explicit Hessian of a tiny resnet)."""
+  with jax.enable_x64(True):
+    c = shrunk_quickstart()
+    c.dtype = 'float64'
+    config_lib.set_model(c, 'resnet', layers_per_block=1)
+    config_lib.set_data(c, 'synthetic_images', image_size=8, num_classes=4, batch_size=8, num_train=32, num_eval=8)
+    c.measure.num_iters, c.measure.sharpness_batch, c.measure.loss_batch = 40, 8, 8
+    data = data_lib.make_data(c.data, c.num_steps, 8, jnp.float64)
+    model = models.make_model(c.model, data.spec, 2, 1, pz.Parameterization('completep'), jnp.float64)
+    _, lr_mults, _ = train.make_optimizer(c.optimizer, model)
+    assert len({float(v) for v in lr_mults(1.0).values()}) > 1   # the case this test is about
+    program = train.make_lane_program(model, data, c)
+    hp = train.lane_grid((0.05,), (1.0,), (0,), jnp.float64)
+    state = jax.vmap(program.init)(hp)
+    _, metrics = jax.jit(jax.vmap(program.measure, in_axes=(0, 0, None, None)))(state, hp, data.arrays, 0)
+    params = jax.tree.map(lambda w: w[0], state.params)
+    xs, ys = data.arrays['measure_x'][:8], data.arrays['measure_y'][:8]
+    hess, _, _ = _explicit(model, params, xs, ys, models.LOSSES[c.loss])
+    mults = lr_mults(1.0)
+    d = np.asarray(ravel_pytree({n: 0.05 * mults[n] * jnp.ones_like(w) for n, w in params.items()})[0])
+    exact = _top(np.sqrt(d)[:, None] * hess * np.sqrt(d)[None], 1)[0]
+    np.testing.assert_allclose(float(metrics['lr_sharpness'][0]), exact, rtol=1e-6)
+    uniform = 0.05 * float(next(iter(mults.values()))) * _top(hess, 1)[0]
+    assert abs(uniform - exact) > 1e-3 * exact   # the one-rate shortcut would have been wrong here

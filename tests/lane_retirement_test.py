@@ -129,7 +129,8 @@ ARGS = ['--config=configs/quickstart.py', '--config.widths=(8,)', '--config.para
         '--config.select_step=3', '--config.plot.trajectory_lrs.mup=1.0',
         '--config.measure.loss_batch=64', '--config.measure.sharpness_batch=32', '--config.measure.num_iters=8',
         '--config.data.num_train=256', '--config.data.num_eval=64', '--config.data.batch_size=16',
-        '--config.coord_check.enabled=False', '--config.checkpoint.every_steps=3', '--progress=false']
+        '--config.coord_check.enabled=False', '--config.checkpoint.every_steps=3', '--config.sweep.seeds=(0,)',
+        '--config.sweep.extend_rounds=0', '--progress=false']
 
 
 def test_cli_budget_run_writes_rows_to_each_budget_and_resumes_after_a_kill(tmp_path):

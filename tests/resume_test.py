@@ -14,7 +14,8 @@ ARGS = ['--config=configs/quickstart.py', '--config.widths=(8,16)', '--config.pa
         '--config.sweep.lrs.mup=(0.25,1.0)', '--config.num_steps=9', '--config.measure_every=3',
         '--config.measure.loss_batch=64', '--config.measure.sharpness_batch=32', '--config.measure.num_iters=8',
         '--config.data.num_train=256', '--config.data.num_eval=64', '--config.data.batch_size=16',
-        '--config.coord_check.enabled=False', '--config.checkpoint.every_steps=3', '--progress=false']
+        '--config.coord_check.enabled=False', '--config.checkpoint.every_steps=3', '--config.sweep.seeds=(0,)',
+        '--config.sweep.extend_rounds=0', '--progress=false']
 
 
 def _run(workdir, fault='', extra=(), timeout=300):
@@ -136,3 +137,54 @@ def test_sigkill_at_random_moments_until_finished(tmp_path):
   assert (workdir / 'summary.json').exists()
   assert kills >= 2, kills
   assert _read(workdir / 'metrics.csv') == _read(tmp_path / 'reference' / 'metrics.csv')
+
+
+EXTEND = ['--config.sweep.extend_rounds=3', '--config.sweep.extend_points=1']
+
+
+@pytest.fixture(scope='module')
+def extended(reference, tmp_path_factory):
+  """The same sweep with grid extension: μP's best rate sits on the top of (0.25, 1.0) after 9 steps."""
+  workdir = tmp_path_factory.mktemp('extended') / 'w'
+  r = _run(workdir, extra=EXTEND)
+  assert r.returncode == 0, r.stderr[-2000:]
+  return workdir, r.stderr
+
+
+def test_grid_extension_appends_rounds_after_the_unchanged_sweep(reference, extended):
+  import json
+  workdir, stderr = extended
+  metrics = _read(workdir / 'metrics.csv')
+  assert metrics.startswith(reference) and len(metrics) > len(reference)   # the sweep's rows untouched, first
+  with open(workdir / 'grid_extensions.json') as f:
+    rounds = json.load(f)['rounds']
+  # each round continues the grid's end ratio (×4) while the top is censored; here the second round's rate
+  # bounds the optimum (it is worse, or diverged), so no third round runs
+  assert [r['rates'] for r in rounds] == [{'mup': [4.0]}, {'mup': [16.0]}]
+  assert all(r['done'] and r['added']['mup']['censored'] == ['above'] for r in rounds)
+  assert 'grid extension round 1: mup: best rate censored above, adding 4' in stderr
+  with open(workdir / 'summary.json') as f:
+    summary = json.load(f)
+  assert [r['round'] for r in summary['grid_extensions']] == [1, 2]
+  t = summary['transfer']['mup/depth=3']
+  assert t['lr_grid'] == [0.25, 1.0, 4.0, 16.0] and t['censored'] == [None, None]
+  assert {p['grid_extension_round'] for p in summary['programs'] if 'grid_extension_round' in p} == {1, 2}
+
+
+@pytest.mark.slow
+def test_killed_inside_grid_extension_rounds_then_resumed_equals_uninterrupted(extended, tmp_path):
+  """Killed in round 1, in the middle of round 2's rows, then in round 2 again: finished rounds are kept, the
+  interrupted one is redone, and metrics.csv and grid_extensions.json equal the uninterrupted run's."""
+  reference_dir, _ = extended
+  workdir = tmp_path / 'w'
+  # 8 measurements (2 groups × (1 + 3 chunks)) in the sweep, 8 more per round. Run 1 dies in round 1; run 2
+  # resumes after the sweep, redoes round 1 (metrics writes 1, 2) and dies writing round 2's rows (write 3); run 3
+  # keeps round 1 and dies in round 2's 4th measurement
+  for fault in ('chunk:10', 'metrics:3', 'chunk:4'):
+    r = _run(workdir, fault, extra=EXTEND)
+    assert r.returncode == -9, (fault, r.returncode, r.stderr[-2000:])
+  r = _run(workdir, extra=EXTEND)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert 'round 1' not in r.stderr and 'grid extension round 2' in r.stderr   # round 1 finished before: kept
+  assert _read(workdir / 'metrics.csv') == _read(reference_dir / 'metrics.csv')
+  assert _read(workdir / 'grid_extensions.json') == _read(reference_dir / 'grid_extensions.json')
