@@ -1,4 +1,4 @@
-"""The quickstart itself, unshrunk: its two claims must come out of a fresh run (slow: ~5 min on 2 cores)."""
+"""The quickstart itself, unshrunk: its two claims must come out of a fresh run (slow: ~3 min on 2 cores)."""
 import json
 import os
 import subprocess
