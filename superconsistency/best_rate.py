@@ -240,20 +240,19 @@ def size_axes(rows):
   return axes
 
 
-def _penalties(curves_small_mean, seeds_large, grid):
+def _penalties(small_rate, seeds_large, grid):
   """The loss at the largest size, per seed, at the smallest size's best grid rate (seed-averaged curve) minus that
   seed's own best grid loss; inf where that rate diverged."""
-  small = best_of(grid, [curves_small_mean.get(lr, (NAN, True))[0] for lr in grid])
-  if not math.isfinite(small['best_grid_lr']):
-    return {}, NAN
+  if not math.isfinite(small_rate):
+    return {}
   out = {}
   for s, by_lr in seeds_large.items():
     losses, _ = _curve(by_lr, grid)
     if not np.isfinite(losses).any():
       continue
-    at = losses[grid.index(small['best_grid_lr'])]
+    at = losses[grid.index(small_rate)]
     out[s] = (at - float(np.nanmin(losses))) if math.isfinite(at) else math.inf
-  return out, small['best_grid_lr']
+  return out
 
 
 def transfer(rows, select_by='train_loss', select_step=0, tolerance_exponent=TRANSFER_TOLERANCE_EXPONENT) -> dict:
@@ -279,9 +278,11 @@ def transfer(rows, select_by='train_loss', select_step=0, tolerance_exponent=TRA
         best_lrs = [10 ** e['log10_lr'] for e in est]
         best_indices = [float(np.interp(e['log10_lr'], x, np.arange(len(x)))) if math.isfinite(e['log10_lr'])
                         else NAN for e in est]
-        penalties, small_rate = _penalties(finals[keys[sizes[0]]], curves[keys[sizes[-1]]], grid)
+        mean_curve = {s: [finals[keys[s]].get(lr, (NAN, True))[0] for lr in grid] for s in sizes}
+        mean_best = {s: best_of(grid, mean_curve[s]) for s in sizes}   # the seed-averaged curves' grid minima
+        small_rate = mean_best[sizes[0]]['best_grid_lr']
+        penalties = _penalties(small_rate, curves[keys[sizes[-1]]], grid)
         pen = list(penalties.values())
-        mean_large = best_of(grid, [finals[keys[sizes[-1]]].get(lr, (NAN, True))[0] for lr in grid])
         d = drift(est[0], est[-1])
         entry = dict(parameterization=p, size_axis=size, sizes=sizes, lr_grid=grid, select_by=select_by,
                      seeds=sorted({s for k in keys.values() for s in curves[k]}),
@@ -291,15 +292,14 @@ def transfer(rows, select_by='train_loss', select_step=0, tolerance_exponent=TRA
                                                 for e in est] for s in sorted(curves[keys[sizes[0]]])},
                      censored=[e['censored'] for e in est],
                      best_at_grid_edge=[bool(e['censored']) for e in est],
-                     best_grid_lrs=[best_of(grid, [finals[keys[s]].get(lr, (NAN, True))[0] for lr in grid])
-                                    ['best_grid_lr'] for s in sizes],
+                     best_grid_lrs=[mean_best[s]['best_grid_lr'] for s in sizes],
                      drift_interval_decades=d['interval'],
                      penalty_rate=small_rate,
                      penalty_at_largest=float(np.median(pen)) if pen else NAN,
                      penalty_interval=[float(min(pen)), float(max(pen))] if pen else [NAN, NAN],
                      penalty_by_seed={str(s): v for s, v in penalties.items()},
-                     losses={str(s): [finals[keys[s]].get(lr, (NAN, True))[0] for lr in grid] for s in sizes})
-        entry['penalty_relative'] = (entry['penalty_at_largest'] / mean_large['best_loss']
+                     losses={str(s): mean_curve[s] for s in sizes})
+        entry['penalty_relative'] = (entry['penalty_at_largest'] / mean_best[sizes[-1]]['best_loss']
                                      if math.isfinite(entry['penalty_at_largest']) else entry['penalty_at_largest'])
         entry.update(shift(best_lrs, best_indices))
         entry['drift_decades'] = d['value'] if math.isfinite(d['value']) else entry['drift_decades']
