@@ -306,6 +306,17 @@ def transfer(rows, select_by='train_loss', select_step=0, tolerance_exponent=TRA
         entry.update(drift_paired_by_seed=d['paired'], tolerance_exponent=tolerance_exponent,
                      tolerance_decades=tolerance_decades(sizes, tolerance_exponent))
         entry['verdict'] = classify(entry, entry['tolerance_decades'])
+        trained = [i for i, e in enumerate(est) if math.isfinite(e['log10_lr'])]
+        if trained and trained[-1] < len(sizes) - 1 and trained[-1] > 0 and trained[0] == 0:
+          # the largest sizes train at no rate of the grid (e.g. μP's unscaled residual stream overflows at depth):
+          # the drift up to the largest size that trains, so the sizes that do train still give a verdict
+          last = trained[-1]
+          d_trained = drift(est[0], est[last])
+          part = dict(sizes=sizes[:last + 1], untrained_sizes=sizes[last + 1:], drift_decades=d_trained['value'],
+                      drift_interval_decades=d_trained['interval'], censored=entry['censored'][:last + 1],
+                      tolerance_decades=tolerance_decades(sizes[:last + 1], tolerance_exponent))
+          part['verdict'] = classify(part, part['tolerance_decades'])
+          entry['over_trained_sizes'] = part
         out[f'{p}/{fixed}={fixed_value}'] = entry
   return out
 

@@ -31,7 +31,7 @@ OPTIMIZER_OPTIONS = {
 TEXT_DATASETS = ('byte_text', 'wikitext103')
 VECTOR_DATASETS = ('mnist1d', 'teacher_student', 'staircase')
 # blocks whose keys are names (of parameterizations or optimizers) rather than fields
-_NAME_MAPS = ('sweep.lrs', 'plot.trajectory_lrs', 'coord_check.lr')
+_NAME_MAPS = ('sweep.lrs', 'plot.trajectory_lrs', 'coord_check.lr', 'model.kwargs')
 
 
 class ConfigError(ValueError):
@@ -183,6 +183,19 @@ def _positive_ints(values, field, minimum=1, what='value'):
             f'{v!r} is not an integer >= {minimum}')
 
 
+def _check_flax_model(c) -> None:
+  """model.name = 'flax': the module can be imported, and several depths need the argument that takes them."""
+  from superconsistency import flax_bridge
+  require(bool(c.model.module), 'model.module', "is empty: name your Flax module, 'package.module:ClassName' or "
+          "'path/to/file.py:ClassName'")
+  try:
+    flax_bridge.import_module_class(c.model.module)
+  except ValueError as e:
+    raise ConfigError('model.module', str(e).split(': ', 1)[-1]) from None
+  require(len(c.depths) == 1 or bool(c.model.depth_arg), 'model.depth_arg',
+          f'is empty, but depths = {tuple(c.depths)}: name the constructor argument that takes the depth')
+
+
 def validate(c) -> None:
   """Raises ConfigError on the first field that cannot run, before any work (sweep experiment)."""
   for block, known in (('model', models.ARCHITECTURES), ('data', data_lib.all_dataset_names()),
@@ -196,6 +209,8 @@ def validate(c) -> None:
   if 'activation' in c.model:
     require(c.model.activation in models.ACTIVATIONS, 'model.activation',
             f'unknown activation {c.model.activation!r}; allowed: {", ".join(models.ACTIVATIONS)}')
+  if c.model.name == 'flax':
+    _check_flax_model(c)
   _positive_ints(c.widths, 'widths', what='width, e.g. (64, 128)')
   _positive_ints(c.depths, 'depths', what='depth')   # each model checks its own minimum when it is built
   require(len(c.parameterizations) > 0, 'parameterizations', f'is empty; allowed: {", ".join(pz.NAMES)}')

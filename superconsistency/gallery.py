@@ -25,8 +25,8 @@ ENTRIES = (
     ('mlp_adam', 'configs/mlp_adam.py', 2),
     ('edge_of_stability', 'configs/edge_of_stability.py', 2),
     ('edge_of_stability_adam', 'configs/edge_of_stability.py:adam', 2),
-    ('depth_resnet_k1', 'configs/depth_resnet.py:k1', 3),
-    ('depth_resnet_k2', 'configs/depth_resnet.py:k2', 3),
+    ('depth_mlp_k1', 'configs/depth_mlp.py:k1', 3),
+    ('depth_mlp_k2', 'configs/depth_mlp.py:k2', 3),
     ('ntk_hessian', 'configs/ntk_hessian.py', 4),
     ('linear_two_layer', 'configs/linear_two_layer.py', 5),
     ('gamma_eta', 'configs/gamma_eta.py', 6),
@@ -35,6 +35,7 @@ ENTRIES = (
     ('bn_depth', 'configs/bn_depth.py', 8),
     ('bn_mlp_cifar10', 'configs/bn_mlp_cifar10.py', 8),
     ('gpt2_transfer', 'configs/gpt2_transfer.py', 9),
+    ('flax_example', 'configs/flax_example.py', 10),
 )
 
 

@@ -4,8 +4,8 @@ of architectures that `make_model` builds from a config's `model` block.
 Plain JAX rather than Flax modules, because the parameterization decides a constant per layer (init scale, forward
 multiplier, learning-rate multiplier) and these constants are easiest to audit when every layer is one line that
 names its kind. Params are a flat dict `{name: weight}`; `Model.layers` describes each (layers.py).
-No biases: the papers' μP derivations and coordinate checks are for bias-free layers. The blocks of a resnet stage
-and of bn_mlp are stacked and run with lax.scan; mlp and simple_convnet are written out layer by layer.
+No biases: the papers' μP derivations and coordinate checks are for bias-free layers. The blocks of a resnet
+stage, res_mlp and bn_mlp are stacked and run with lax.scan; mlp and simple_convnet are written out layer by layer.
 
 The parameterization is bound when the model is built (`make_model(..., param)`), so it is static for jit; γ0 is an
 argument of `apply` and may be traced.
@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superconsistency import flax_bridge
 from superconsistency import parameterization as pz
 from superconsistency import transformers
 # Re-exported: models.Layer, models.Model, models.init_layers, ... are the model API in one place.
@@ -273,6 +274,46 @@ def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, par
   return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 3 * blocks, param)
 
 
+def res_mlp(in_dim: int, num_classes: int, width: int, blocks: int, param: pz.Parameterization,
+            dtype=jnp.float32, *, activation: str = 'relu', layers_per_block: int = 1) -> Model:
+  """Residual MLP for depth studies on a CPU: input D→N, `blocks` residual blocks x + β·L^(−α)·F(x) with
+  F = layers_per_block × [act → dense N→N] (pre-activation), then the readout N→C on act(x). L = blocks sets the
+  branch multiplier (Model.depth).
+
+  Parameters `input`, `branch` (every branch weight stacked, blocks·layers_per_block slices, block-major: slice
+  b·k + l is layer l of block b; the blocks run with lax.scan, so depth costs no compile time) and `readout`.
+  Activations: `input`, the residual stream after each block `block_000`…, `readout`.
+  """
+  if blocks < 1 or layers_per_block < 1:
+    raise ValueError(f'res_mlp needs >= 1 block and >= 1 layer per block, got {blocks} and {layers_per_block}')
+  act, k = _activation(activation), layers_per_block
+  layers = {'input': layer(param, width, 'input', (in_dim, width)),
+            'branch': layer(param, width, 'branch', (blocks * k, width, width), stacked=blocks * k),
+            'readout': layer(param, width, 'readout', (width, num_classes))}
+  mults = {n: l.multiplier for n, l in layers.items()}
+  branch = pz.branch_multiplier(param, blocks)
+
+  def apply(params, x, gamma0=1.0, with_activations=False):
+    z = _dense(params['input'], x.reshape(x.shape[0], -1), mults['input'])
+    acts = {'input': z}
+
+    def block(z, weights_k):
+      f = z
+      for l in range(k):
+        f = _dense(weights_k[l], act(f), mults['branch'])
+      z = z + branch * f
+      return z, (z if with_activations else None)
+
+    z, per_block = jax.lax.scan(block, z, params['branch'].reshape(blocks, k, width, width))
+    if with_activations:
+      acts.update({f'block_{b:03d}': per_block[b] for b in range(blocks)})
+    out = _dense(params['readout'], act(z), mults['readout']) / gamma0
+    acts['readout'] = out
+    return (out, acts) if with_activations else out
+
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, blocks, param)
+
+
 def bn_block(h, w, multiplier, gain, act, center):
   """One block of [BN]'s network: act(gain · BN(multiplier · h @ w)), BN = batch_norm(·, center). bn_mlp scans it
   over its stacked hidden weights; bn_experiment over effective weights (multiplier 1) with a traced activation."""
@@ -357,6 +398,10 @@ def _resnet_from_spec(spec, width, depth, param, dtype, **options):   # depth = 
   return resnet(spec.input_shape, spec.num_classes, width, depth, param, dtype, **options)
 
 
+def _res_mlp_from_spec(spec, width, depth, param, dtype, **options):   # depth = residual blocks
+  return res_mlp(math.prod(spec.input_shape), spec.num_classes, width, depth, param, dtype, **options)
+
+
 def _bn_mlp_from_spec(spec, width, depth, param, dtype, **options):   # depth = BN blocks
   return bn_mlp(math.prod(spec.input_shape), spec.num_classes, width, depth, param, dtype, **options)
 
@@ -381,9 +426,14 @@ _BUILDERS = {
     'simple_convnet': Builder(_simple_convnet_from_spec, dict(activation='relu'), 'images', takes_depth=False),
     'resnet': Builder(_resnet_from_spec, dict(activation='relu', layers_per_block=1, norm='none', stem='auto'),
                       'images'),
+    'res_mlp': Builder(_res_mlp_from_spec, dict(activation='relu', layers_per_block=1), 'any'),
     'bn_mlp': Builder(_bn_mlp_from_spec, dict(activation='relu', weight_init='orthogonal', bn_center=False,
                                               shaping_k=0.0), 'any'),
     'vit': Builder(_vit_from_spec, dict(patch=4, heads=4, mlp_ratio=4, pool='cls'), 'images'),
+    # a user's Flax module (flax_bridge.py): module 'package.module:ClassName', its other constructor arguments, the
+    # arguments that take the width and depth, (pattern, kind) overrides, and the layers that end a residual branch
+    'flax': Builder(flax_bridge.build_from_config, dict(module='', kwargs={}, width_arg='width', depth_arg='',
+                                                       kinds=(), branch_out=()), 'any'),
     'gpt2': Builder(_gpt2_from_spec, dict(heads=4, mlp_ratio=4, positions='learned', tied=False), 'tokens'),
 }
 ARCHITECTURES = tuple(_BUILDERS)

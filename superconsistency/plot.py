@@ -112,9 +112,13 @@ def plot_transfer(rows, select_by, path, select_step=0):
     ax.set_xscale('log')
     ax.set_xlabel('base learning rate η0')
     ax.set_ylabel(f'{select_by} at step {select_step}' if select_step else f'final {select_by}')
-    shift = '; '.join(f'drift {t["drift_decades"]:+.2f} decades [{t["drift_interval_decades"][0]:+.2f}, '
-                      f'{t["drift_interval_decades"][1]:+.2f}], {len(t["seeds"])} seed(s): {t["verdict"]}'
-                      for t in shifts.values() if t['parameterization'] == p)
+    def drift_text(t):
+      part = t.get('over_trained_sizes')   # the largest sizes train at no rate: the drift where some rate trains
+      d = part or t
+      where = f' over {t["size_axis"]} {part["sizes"][0]}–{part["sizes"][-1]}' if part else ''
+      return (f'drift{where} {d["drift_decades"]:+.2f} decades [{d["drift_interval_decades"][0]:+.2f}, '
+              f'{d["drift_interval_decades"][1]:+.2f}], {len(t["seeds"])} seed(s): {d["verdict"]}')
+    shift = '; '.join(drift_text(t) for t in shifts.values() if t['parameterization'] == p)
     ax.set_title(f'{p} (★ best grid rate, ⋮ best rate, × diverged)' + (f'\n{shift}' if shift else ''), fontsize=9)
     ax.legend(fontsize=8)
   fig.tight_layout()

@@ -91,6 +91,30 @@ TRANSFER_RULE = ('the drift of the best rate from the smallest to the largest si
                  'grid edge is censored')
 
 
+def transfer_where_trained(p, expect):
+  """Like `transfer`, over the sizes at which some rate trains, when the largest sizes train at no rate of the
+  grid (best_rate.transfer's `over_trained_sizes`); the same as `transfer` when every size trains."""
+  def judge(a):
+    t = _transfer_entry(a, p)
+    part = (t or {}).get('over_trained_sizes')
+    if part is None:
+      return transfer(p, expect)(a)
+    kind = best_rate.classify(part, part['tolerance_decades'])
+    lo, hi = part['drift_interval_decades']
+    text = (f'{p}: best rate drifts **{_f(part["drift_decades"], "+.2f")}** decades {_iv(lo, hi)} over '
+            f'{t["size_axis"]} {part["sizes"][0]}–{part["sizes"][-1]} ({len(t.get("seeds", [0]))} seeds; tolerance '
+            f'±{_f(part["tolerance_decades"], ".2f")}); no rate trains at {t["size_axis"]} '
+            f'{", ".join(map(str, part["untrained_sizes"]))}')
+    verdict = {expect: 'agrees', 'censored': 'censored', 'inconclusive': 'inconclusive'}.get(kind, 'disagrees')
+    return text, verdict
+  return judge
+
+
+TRAINED_RULE = ('the transfer rule (drift interval against ±{tol} × log10(size ratio) decades), over the sizes at '
+                'which some rate of the grid trains: a size at which every rate diverges has no best rate, and is '
+                'listed')
+
+
 def _quantity(a, p, name):
   return a.get('consistency', {}).get(p, {}).get('quantities', {}).get(name)
 
@@ -351,9 +375,15 @@ def _claims():
       'Adam\'s threshold and stays, at every width', ADAM_RULE, adam_edge('mup'))
   add(2, '', 'edge_of_stability_adam', 'μP: λ_max(P⁻¹H) is the same at every width', CV_RULE,
       consistent('mup', 'adam_sharpness', True))
-  add(3, '[SC] residual ConvNet, Depth-μP', 'depth_resnet_k1', 'k = 1: the best rate transfers across depth', tr,
-      transfer('depth_mup', 'transfers'))
-  add(3, '', 'depth_resnet_k2', 'k = 2: it does not', tr, transfer('depth_mup', 'shifts'))
+  add(3, '[SC] residual MLP in depth, L = 2–64', 'depth_mlp_k1', 'Depth-μP, k = 1: the best rate transfers across '
+      'depth', tr, transfer('depth_mup', 'transfers'))
+  add(3, '', 'depth_mlp_k1', 'μP without branch scaling: the best rate moves with depth', TRAINED_RULE.format(tol=tol),
+      transfer_where_trained('mup', 'shifts'))
+  add(3, '', 'depth_mlp_k1', 'Depth-μP, k = 1: the sharpness is the same at every depth', CV_RULE,
+      consistent('depth_mup', 'lr_sharpness', True))
+  add(3, '', 'depth_mlp_k2', 'Depth-μP, k = 2: the best rate does not transfer', tr, transfer('depth_mup', 'shifts'))
+  add(3, '', 'depth_mlp_k2', 'Depth-μP, k = 2: the sharpness differs across depth', CV_RULE,
+      consistent('depth_mup', 'lr_sharpness', False))
   add(4, '[SC] NTK vs Hessian', 'ntk_hessian', 'μP: λ_max(H) and λ_max(G) are the same at every width', CV_RULE,
       consistent('mup', 'gn_eig_1', True))
   add(4, '', 'ntk_hessian', 'μP: finite-width effects accumulate in the NTK, not in the Hessian',
@@ -386,6 +416,9 @@ def _claims():
   add(9, '[SC] GPT-2-style LM, Adam', 'gpt2_transfer', 'μP\'s best rate transfers across widths', tr,
       transfer('mup', 'transfers'))
   add(9, '', 'gpt2_transfer', 'SP\'s moves', tr, transfer('sp', 'shifts'))
+  add(10, '[SC] a user\'s linen MLP (flax_model)', 'flax_example', 'μP\'s best rate transfers across widths', tr,
+      transfer('mup', 'transfers'))
+  add(10, '', 'flax_example', 'NTP\'s moves', tr, transfer('ntk', 'shifts'))
   return c
 
 

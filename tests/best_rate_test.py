@@ -137,3 +137,19 @@ def test_the_penalty_is_per_seed_at_the_smallest_sizes_best_grid_rate():
   expected = sorted(0.05 * math.log(1.0 / o) ** 2 for o in optima[512].values())
   assert sorted(t['penalty_by_seed'].values()) == pytest.approx(expected)
   assert t['penalty_interval'] == pytest.approx(expected)
+
+
+def test_sizes_that_train_at_no_rate_leave_a_verdict_over_the_sizes_that_do():
+  """μP without branch scaling overflows at large depth: every rate diverges there. The main drift has no end
+  point (inconclusive); `over_trained_sizes` gives the drift up to the largest size that trains, by the same rule."""
+  optima = {64: {0: 2.0, 1: 2.2}, 128: {0: 0.5, 1: 0.55}, 256: {0: 0.12, 1: 0.13}}   # falls 1.2 decades
+  rows = _rows(optima, GRID) + [_row(512, lr, s, float('nan'), diverged=1) for s in (0, 1) for lr in GRID]
+  t = best_rate.transfer(rows, 'train_loss', 0)['mup/depth=3']
+  assert t['sizes'] == [64, 128, 256, 512] and math.isnan(t['best_lrs'][-1]) and t['verdict'] == 'inconclusive'
+  part = t['over_trained_sizes']
+  assert part['sizes'] == [64, 128, 256] and part['untrained_sizes'] == [512]
+  assert part['drift_decades'] == pytest.approx(math.log10(0.12 / 2.0), abs=0.02)
+  assert part['tolerance_decades'] == pytest.approx(0.5 * math.log10(4))
+  assert part['verdict'] == 'shifts'
+  # every size trains: no such block
+  assert 'over_trained_sizes' not in best_rate.transfer(_rows(optima, GRID), 'train_loss', 0)['mup/depth=3']

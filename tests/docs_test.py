@@ -139,3 +139,16 @@ def test_committed_json_is_strict_json():
   for path in paths:
     with open(path) as f:
       json.load(f, parse_constant=refuse)
+
+
+def test_the_flax_example_script_runs_from_python(tmp_path):
+  """docs/examples/flax_transfer.py --quick: a user's linen module through flax_model, superconsistency.run, load,
+  transfer and the plot, as a notebook would (a subprocess from the repository root, as its docstring says)."""
+  workdir = tmp_path / 'flax_quick'
+  out = subprocess.run([sys.executable, 'docs/examples/flax_transfer.py', f'--workdir={workdir}', '--quick'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'Dense_2.kernel   readout' in out.stdout and 'Dense_0.bias     input' in out.stdout
+  assert 'mup/depth=1: best rate' in out.stdout and 'ntk/depth=1: best rate' in out.stdout
+  assert (workdir / 'flax_transfer.png').stat().st_size > 10_000
+  assert (workdir / 'summary.json').exists()

@@ -28,6 +28,9 @@ EXPERIMENTS = {
                           ('consistency',)),
     'depth_resnet': ('k2', IMAGES + ['--config.depths=(1,2)', "--config.sweep.lrs.depth_mup=(0.4,1.6)"],
                      ('transfer', 'consistency')),
+    'depth_mlp': ('k2', ['--config.depths=(2,4)', '--config.data.num_train=64', '--config.data.batch_size=16',
+                         '--config.measure.num_iters=3', "--config.sweep.lrs.depth_mup=(0.5,2.0)"] + ONE_SEED,
+                  ('transfer', 'consistency')),
     'ntk_hessian': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=16',
                          '--config.measure.num_iters=4', '--config.measure.ntk_batch=4', '--config.measure.ntk_k=2',
                          '--config.sweep.seeds=(0,)'], ('consistency',)),
@@ -69,10 +72,11 @@ def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(workdir / 'analysis.json') as f:
     out = json.load(f)
-  if name == 'depth_resnet':   # metrics.csv records the configured depth and the L of the branch multiplier
+  if name in ('depth_resnet', 'depth_mlp'):   # metrics.csv records the configured depth and the L of the branches
     with open(workdir / 'metrics.csv') as f:
       pairs = {(int(r['depth']), int(r['depth_L'])) for r in csv.DictReader(f)}
-    assert pairs == {(1, 3), (2, 6)}   # three stages of `depth` residual blocks each
+    # resnet: three stages of `depth` residual blocks each; res_mlp: `depth` blocks
+    assert pairs == ({(1, 3), (2, 6)} if name == 'depth_resnet' else {(2, 2), (4, 4)})
   for key in analyses:
     assert out.get(key), (key, sorted(out))
     assert os.path.getsize(workdir / f'analysis_{key}.png') > 10_000

@@ -12,7 +12,7 @@ def _module_name(path):
 
 
 def import_graph():
-  graph = {}
+  graph, from_imports = {}, []
   for root, _, files in os.walk(PACKAGE):
     for name in files:
       if name.endswith('.py'):
@@ -26,9 +26,12 @@ def import_graph():
             base = node.module
             if node.level:   # relative import
               base = '.'.join(module.split('.')[:-node.level] + [node.module])
-            deps.add(base)
-            deps |= {f'{base}.{a.name}' for a in node.names}
+            from_imports.append((module, base, [f'{base}.{a.name}' for a in node.names]))
         graph[module] = deps
+  # `from pkg import a, b` depends on the submodules pkg.a and pkg.b; on pkg itself (its __init__) only when some
+  # imported name is not a submodule (a name that __init__ defines)
+  for module, base, names in from_imports:
+    graph[module] |= set(names) | ({base} if any(n not in graph for n in names) else set())
   return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
 
 

@@ -22,6 +22,7 @@ SPECS = {   # a small input of the kind each architecture reads
     'mlp': data_lib.DataSpec('mnist1d', (40,), 10),
     'simple_convnet': data_lib.DataSpec('cifar10', (32, 32, 3), 10),
     'resnet': data_lib.DataSpec('cifar10', (16, 16, 3), 10),
+    'res_mlp': data_lib.DataSpec('mnist1d', (40,), 10),
     'bn_mlp': data_lib.DataSpec('mnist1d', (40,), 10),
     'vit': data_lib.DataSpec('cifar10', (8, 8, 3), 10),
     'gpt2': data_lib.DataSpec('byte_text', (8,), 16, 'language', 'int'),
@@ -35,7 +36,7 @@ def _build(name, p_name='mup', width=8, depth=3, **options):
 
 
 def test_every_architecture_is_registered_with_its_options():
-  assert set(models.ARCHITECTURES) == set(SPECS)
+  assert set(models.ARCHITECTURES) == set(SPECS) | {'flax'}   # a user's module: tests/flax_bridge_test.py
   assert models.model_options('mlp') == {'activation': 'relu'}
   assert models.model_options('resnet') == {'activation': 'relu', 'layers_per_block': 1, 'norm': 'none',
                                             'stem': 'auto'}
@@ -44,6 +45,7 @@ def test_every_architecture_is_registered_with_its_options():
     models.model_options('res_convnet')   # one name per builder
   # the builders' keyword defaults, for direct calls, are the registry's
   builders = {'simple_convnet': models.simple_convnet, 'resnet': models.resnet, 'bn_mlp': models.bn_mlp,
+              'res_mlp': models.res_mlp,
               'vit': transformers.vit, 'gpt2': transformers.gpt2}
   for name, fn in builders.items():
     signature = inspect.signature(fn).parameters
@@ -68,7 +70,7 @@ def test_layer_metadata_agrees_with_params_and_parameterization(name, p_name):
   assert sum(l.kind == 'readout' for l in m.layers.values()) == 1
   # the blocks of the deep architectures are stacked: one parameter per role, whatever the depth
   deeper = _build(name, p_name, width, 6)
-  if name in ('resnet', 'bn_mlp', 'vit', 'gpt2'):
+  if name in ('resnet', 'res_mlp', 'bn_mlp', 'vit', 'gpt2'):
     assert set(deeper.layers) == set(m.layers)
     assert any(l.stacked for l in m.layers.values())
 
@@ -143,6 +145,31 @@ def test_scanned_resnet_equals_a_python_loop_over_its_blocks(norm, k):
     x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 3), jnp.float64)
     np.testing.assert_allclose(m.apply(params, x, 2.0), _resnet_loop(m, params, x, norm, 3, k) / 2.0,
                                rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize('p_name,k', [('depth_mup', 1), ('depth_mup', 2), ('mup', 2)])
+def test_scanned_res_mlp_equals_a_python_loop_over_its_blocks(p_name, k):
+  """res_mlp against its definition written out: z ← z + β·L^(−α)·F(z), F = k × [relu → dense], readout on relu(z),
+  divided by γ0; each block's residual stream as reported in the activations."""
+  blocks, p = 5, pz.Parameterization(p_name)
+  with jax.enable_x64(True):
+    m = models.res_mlp(40, 10, 6, blocks, p, jnp.float64, layers_per_block=k)
+    assert m.depth == blocks and m.layers['branch'].stacked == blocks * k and m.layers['branch'].kind == 'branch'
+    params = m.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 40), jnp.float64)
+    out, acts = m.apply(params, x, 2.0, with_activations=True)
+    mult = {n: l.multiplier for n, l in m.layers.items()}
+    branch = 1 / math.sqrt(blocks) if p_name == 'depth_mup' else 1.0
+    z = mult['input'] * x @ params['input']
+    for b in range(blocks):
+      f = z
+      for l in range(k):
+        f = mult['branch'] * jax.nn.relu(f) @ params['branch'][b * k + l]
+      z = z + branch * f
+      np.testing.assert_allclose(acts[f'block_{b:03d}'], z, rtol=1e-10, atol=1e-13)
+    expected = mult['readout'] * jax.nn.relu(z) @ params['readout'] / 2.0
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-13)
+    assert list(acts) == ['input'] + [f'block_{b:03d}' for b in range(blocks)] + ['readout']
 
 
 def test_resnet_shapes_activations_and_features_order():

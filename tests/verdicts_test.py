@@ -26,6 +26,22 @@ def test_transfer_claims_follow_best_rate_classify(entry, expect, verdict):
   assert f'{entry["drift_decades"]:+.2f}' in measured
 
 
+def test_a_size_that_trains_at_no_rate_is_judged_over_the_sizes_that_do():
+  entry = dict(_transfer(float('nan'), None, None), sizes=[2, 8, 32], best_lrs=[1.0, 0.1, float('nan')],
+               censored=[None, None, None])
+  assert verdicts.transfer('mup', 'shifts')(dict(transfer={'mup/width=64': entry}))[1] == 'inconclusive'
+  entry['over_trained_sizes'] = dict(sizes=[2, 8], untrained_sizes=[32], drift_decades=-1.0,
+                                     drift_interval_decades=[-1.3, -0.7], censored=[None, None],
+                                     tolerance_decades=0.3)
+  measured, got = verdicts.transfer_where_trained('mup', 'shifts')(dict(transfer={'mup/width=64': entry}))
+  assert got == 'agrees' and '-1.00' in measured and 'no rate trains at width 32' in measured
+  entry['over_trained_sizes'].update(drift_interval_decades=[-0.2, 0.1])
+  assert verdicts.transfer_where_trained('mup', 'shifts')(dict(transfer={'mup/width=64': entry}))[1] == 'disagrees'
+  # every size trains: the plain transfer rule
+  del entry['over_trained_sizes']
+  assert verdicts.transfer_where_trained('mup', 'shifts')(dict(transfer={'mup/width=64': entry}))[1] == 'inconclusive'
+
+
 def _consistency(p, name, by_seed, medians=None, threshold=None):
   vals = list(by_seed.values())
   return {p: dict(quantities={name: dict(label=name, cv_late_mean=sum(vals) / len(vals),
