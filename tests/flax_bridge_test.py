@@ -235,3 +235,27 @@ def test_a_flax_config_is_checked_before_any_work():
     config_lib.validate(api.config(cfg, {'depths': (1, 2)}))
   with pytest.raises(config_lib.ConfigError, match="model.kwargz: unknown field"):
     api.config(cfg, {'model.kwargz': {}})
+
+
+def test_an_embedding_table_is_a_lookup_of_fan_in_one():
+  """nn.Embed's table is read by index, not multiplied: fan-in 1 (as the project's gpt2 embeds), so under μP its
+  forward multiplier is 1 and its init is O(1), whatever the vocabulary size."""
+  from flax import linen as nn
+
+  class TokenModel(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, ids):
+      h = nn.Embed(50, self.width)(ids).mean(axis=1)
+      return nn.Dense(50, use_bias=False)(nn.relu(nn.Dense(self.width, use_bias=False)(h)))
+
+  m = sc.flax_model(TokenModel(16), jnp.zeros((2, 8), jnp.int32), pz.Parameterization('mup'), 16)
+  table = m.layers['Embed_0.embedding']
+  assert (table.kind, table.fan_in) == ('input', 1)
+  assert table.multiplier == pz.forward_multiplier(pz.Parameterization('mup'), 'input', 1, 16)
+  # linen names the readout Dense_0 (constructed first) but creates its weight last (called last): the kinds follow
+  # the order in which the parameters were created, the forward order, not the names
+  assert m.kinds['Dense_1.kernel'] == 'hidden' and m.kinds['Dense_0.kernel'] == 'readout'
+  out = m.apply(m.init(jax.random.PRNGKey(0)), jnp.arange(16).reshape(2, 8) % 50)
+  assert out.shape == (2, 50) and bool(jnp.isfinite(out).all())
