@@ -92,7 +92,8 @@ def _metrics(workdir):
 NUMERIC = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'sharpness', 'lr_sharpness', 'feature_movement')
 
 
-@pytest.mark.parametrize('which', ['mlp', 'res_mlp', 'nnx_mlp'])
+@pytest.mark.parametrize('which', ['mlp', pytest.param('res_mlp', marks=pytest.mark.slow),
+                                   pytest.param('nnx_mlp', marks=pytest.mark.slow)])   # slow: ~40 s each
 def test_a_sweep_of_the_user_module_writes_the_projects_metrics(which, tmp_path):
   """The whole path — config `model.name = 'flax'`, superconsistency.run, the vmapped lanes, the in-loop sharpness
   — on the quickstart's MLP (μP and NTP; as a linen and as an NNX module) and on depth_mlp's residual MLP
