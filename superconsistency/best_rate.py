@@ -307,7 +307,7 @@ def transfer(rows, select_by='train_loss', select_step=0, tolerance_exponent=TRA
                      tolerance_decades=tolerance_decades(sizes, tolerance_exponent))
         entry['verdict'] = classify(entry, entry['tolerance_decades'])
         trained = [i for i, e in enumerate(est) if math.isfinite(e['log10_lr'])]
-        if trained and trained[-1] < len(sizes) - 1 and trained[-1] > 0 and trained[0] == 0:
+        if trained[:1] == [0] and 0 < trained[-1] < len(sizes) - 1:
           # the largest sizes train at no rate of the grid (e.g. μP's unscaled residual stream overflows at depth):
           # the drift up to the largest size that trains, so the sizes that do train still give a verdict
           last = trained[-1]

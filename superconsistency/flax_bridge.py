@@ -142,14 +142,11 @@ class _Linen:
     except flax_errors.InvalidRngError as e:
       raise ValueError(f'{type(module).__name__} asks for a random stream when applied ({e}); the instrument '
                        'measures a deterministic function of the parameters: make Dropout deterministic') from e
-    self.module = module
-    self.example = variables['params']
-    # the module's own initial values, kept for vectors (biases, scales); computed once per key in init
-    self._init = lambda key: module.init(key, example_input)['params']
-    self.flat_example = traverse_util.flatten_dict(dict(self.example), sep=SEP)
+    self.module, self.example_input = module, example_input
+    self.flat_example = traverse_util.flatten_dict(dict(variables['params']), sep=SEP)
 
-  def init_params(self, key):
-    return traverse_util.flatten_dict(dict(self._init(key)), sep=SEP)
+  def init_params(self, key):   # the module's own initial values (kept for vectors: biases, scales)
+    return traverse_util.flatten_dict(dict(self.module.init(key, self.example_input)['params']), sep=SEP)
 
   def apply(self, flat_params, x, with_activations):
     tree = traverse_util.unflatten_dict(flat_params, sep=SEP)
@@ -172,8 +169,9 @@ class _NNX:
                        'the instrument measures a pure function of the parameters: remove BatchNorm statistics, '
                        'rng streams (Dropout) and other variables')
     self.state, self.rest = state, rest
-    self.flat_example = {_dotted(k): v for k, v in traverse_util.flatten_dict(nnx.to_pure_dict(state)).items()}
-    self.keys = {_dotted(k): k for k in traverse_util.flatten_dict(nnx.to_pure_dict(state))}
+    flat = traverse_util.flatten_dict(nnx.to_pure_dict(state))
+    self.flat_example = {_dotted(k): v for k, v in flat.items()}
+    self.keys = {_dotted(k): k for k in flat}
     nnx.merge(self.graphdef, state, rest)(example_input)   # fails here, not inside a sweep
 
   def init_params(self, key):   # NNX draws at construction: the module's own draw, whatever the key
@@ -217,12 +215,9 @@ def flax_model(module, example_input, param: pz.Parameterization, width: int, de
     raise ValueError(f'flax_model takes a flax.linen or flax.nnx Module, got {type(module).__name__}')
   flat = wrapped.flat_example
   kind_of = infer_kinds(flat, kinds)
-  if any(k == 'branch' for k in kind_of.values()) or branch_out:
-    ends = [n for n in flat if any(fnmatch.fnmatchcase(n, p) for p in branch_out)]
-    if branch_out and not ends:
-      raise ValueError(f'model.branch_out: {list(branch_out)} match no parameter; parameters: {", ".join(flat)}')
-  else:
-    ends = []
+  ends = [n for n in flat if any(fnmatch.fnmatchcase(n, p) for p in branch_out)]
+  if branch_out and not ends:
+    raise ValueError(f'model.branch_out: {list(branch_out)} match no parameter; parameters: {", ".join(flat)}')
   if param.depth_scaled and not ends:
     raise ValueError(f'{param.name} scales residual branches with depth: mark the last layer of each branch with '
                      'branch_out (and the branch layers with kinds=...: "branch")')

@@ -78,10 +78,13 @@ def transfer(p, expect):
     if t is None or 'drift_interval_decades' not in t:
       return f'{p}: no transfer analysis', 'inconclusive'
     tol = t.get('tolerance_decades', best_rate.tolerance_decades(t['sizes']))
-    kind = best_rate.classify(t, tol)
-    verdict = {expect: 'agrees', 'censored': 'censored', 'inconclusive': 'inconclusive'}.get(kind, 'disagrees')
-    return transfer_text(t), verdict
+    return transfer_text(t), _transfer_verdict(best_rate.classify(t, tol), expect)
   return judge
+
+
+def _transfer_verdict(kind, expect):
+  """best_rate.classify's kind against the expected one: agrees / disagrees / censored / inconclusive."""
+  return {expect: 'agrees', 'censored': 'censored', 'inconclusive': 'inconclusive'}.get(kind, 'disagrees')
 
 
 TRANSFER_RULE = ('the drift of the best rate from the smallest to the largest size, with its interval over the seeds '
@@ -99,14 +102,12 @@ def transfer_where_trained(p, expect):
     part = (t or {}).get('over_trained_sizes')
     if part is None:
       return transfer(p, expect)(a)
-    kind = best_rate.classify(part, part['tolerance_decades'])
     lo, hi = part['drift_interval_decades']
     text = (f'{p}: best rate drifts **{_f(part["drift_decades"], "+.2f")}** decades {_iv(lo, hi)} over '
             f'{t["size_axis"]} {part["sizes"][0]}–{part["sizes"][-1]} ({len(t.get("seeds", [0]))} seeds; tolerance '
             f'±{_f(part["tolerance_decades"], ".2f")}); no rate trains at {t["size_axis"]} '
             f'{", ".join(map(str, part["untrained_sizes"]))}')
-    verdict = {expect: 'agrees', 'censored': 'censored', 'inconclusive': 'inconclusive'}.get(kind, 'disagrees')
-    return text, verdict
+    return text, _transfer_verdict(best_rate.classify(part, part['tolerance_decades']), expect)
   return judge
 
 

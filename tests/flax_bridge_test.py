@@ -4,6 +4,7 @@ a whole sweep through `model.name = 'flax'` writes the same metrics; the coordin
 user's module with biases; modules with state or random streams are refused by name."""
 import csv
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +19,7 @@ from superconsistency import models
 from superconsistency import parameterization as pz
 import flax_modules
 from superconsistency import api
-from conftest import load_config
+from conftest import ROOT, load_config
 
 MNIST1D = data_lib.DataSpec('mnist1d', (40,), 10)
 IMAGES = data_lib.DataSpec('cifar10', (16, 16, 3), 10)
@@ -144,14 +145,15 @@ def test_a_sweep_of_the_user_module_writes_the_projects_metrics(which, tmp_path)
 
 
 def test_coordinate_check_on_a_user_module_with_biases_passes_under_mup_and_fails_under_sp():
-  """A linen MLP with biases (the project has none) through the width coordinate check at a fixed rate: under μP
+  """The example's linen MLP with biases (docs/examples/linen_mlp.py; the project's models have none) through the
+  width coordinate check at a fixed rate: under μP
   the change of every layer's output after a few SGD steps is width-independent; under SP the readout's change
   grows with width. Measured slopes in log N (widths 128–1024): μP −0.03, +0.00, −0.03 (input, hidden, readout);
   SP −0.59, +0.23, +0.56. Before vectors took their module's kind, μP's readout bias (trained at the hidden rule's
   η·N) made the readout's change grow like N^2.1: this check caught it."""
   from superconsistency import config as config_lib
   cfg = load_config('quickstart')
-  config_lib.set_model(cfg, 'flax', module='flax_modules:BiasMLP')
+  config_lib.set_model(cfg, 'flax', module=os.path.join(ROOT, 'docs/examples/linen_mlp.py:MLP'))
   cfg.coord_check.widths, cfg.coord_check.seeds, cfg.coord_check.steps = (128, 256, 512, 1024), (0, 1), 3
   data = data_lib.make_data(cfg.data, 0, cfg.coord_check.batch, jnp.float32)
   slopes = {p: {s['layer']: s for s in coord_check.run(cfg, data, pz.Parameterization(p), 1)[1]}

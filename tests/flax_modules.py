@@ -52,18 +52,6 @@ class ResMLP(nn.Module):
     return nn.Dense(self.classes, use_bias=False)(nn.relu(z))
 
 
-class BiasMLP(nn.Module):
-  """A user MLP with biases (flax's default), for the coordinate check on a module unlike the project's."""
-  width: int
-  classes: int = 10
-
-  @nn.compact
-  def __call__(self, x):
-    x = nn.relu(nn.Dense(self.width)(x.reshape(x.shape[0], -1)))
-    x = nn.relu(nn.Dense(self.width)(x))
-    return nn.Dense(self.classes)(x)
-
-
 class WithBatchNorm(nn.Module):
   width: int
 
