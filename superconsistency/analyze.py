@@ -6,12 +6,13 @@ their own files. Prints the numbers the results gallery quotes.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 from superconsistency import best_rate
 from superconsistency import experiments
 from superconsistency import results
-from superconsistency.sweep_analysis import fit_text
+from superconsistency.gamma_analysis import fit_text
 
 
 def report(out) -> str:
@@ -29,9 +30,15 @@ def report(out) -> str:
   for key, g in out.get('gamma_eta', {}).items():
     f = g['fits']
     lines.append(f'gamma_eta {key}: η* slope small γ {fit_text(f["eta_star_small"], g["prediction_small"])}, '
-                 f'large γ {fit_text(f["eta_star_large"], g["prediction_large"])}; η_max slopes '
-                 f'{f["eta_max_small"]["slope"]:.2f} / {f["eta_max_large"]["slope"]:.2f}; collapse ratio '
-                 f'{g["collapse"]["ratio"]:.2f} over {g["collapse"]["num_curves"]} curves')
+                 f'large γ {fit_text(f["eta_star_large"], g["prediction_large"])}; stability-edge slopes '
+                 f'{fit_text(f["eta_edge_small"], g["prediction_small"])} / '
+                 f'{fit_text(f["eta_edge_large"], g["prediction_large"])}')
+  for key, d in out.get('plateaus', {}).items():
+    if 'collapse' in d:
+      c, f = d['collapse'], d.get('plateau_vs_ratio', {})
+      lines.append(f'plateaus {key}: length vs γ0/η0 slope {f.get("slope", math.nan):.2f} '
+                   f'{_ci(f.get("ci95", [math.nan, math.nan]))}; spread of log hitting time t {c["spread_t"]:.3f}, '
+                   f'τ {c["spread_tau"]:.3f}, null {c["null_spread_median"]:.3f} (p = {c["p_value"]:.3g})')
   for depth, by_regime in out.get('slopes', {}).items() if out.get('experiment') == 'toy_chain' else ():
     lines.append(f'toy_chain L={depth}: η_max slope small γ {by_regime["small_gamma"]["slope"]:.3f} '
                  f'{_ci(by_regime["small_gamma"]["ci95"])} (theory 2), large γ {by_regime["large_gamma"]["slope"]:.3f} '

@@ -109,9 +109,9 @@ class Run(NamedTuple):
     return sweep_analysis.consistency(self.rows, self.config, self.summary)
 
   def gamma_eta(self) -> dict:
-    """sweep_analysis.gamma_eta: [G]'s γ0–η0 plane and its scaling fits (a sweep over γ0)."""
-    from superconsistency import sweep_analysis
-    return sweep_analysis.gamma_eta(self.rows, self.config)
+    """gamma_analysis.plane: [G]'s γ0–η0 plane and its scaling fits (a sweep over γ0)."""
+    from superconsistency import gamma_analysis
+    return gamma_analysis.plane(self.rows, self.config)
 
   def plot_transfer(self, path: str) -> str:
     """Loss against base rate, one curve per size, with each size's best rate and interval (plot.plot_transfer)."""

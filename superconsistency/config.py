@@ -79,6 +79,7 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
       ntk_batch=32,             # examples in the NTK (its size is ntk_batch × classes)
       trace_samples=0,          # Hutchinson probes for tr(H) (hessian_trace, hessian_trace_se)
       directional=False,        # gᵀHg/‖g‖² along the gradient of the sharpness batch
+      stacked_weights=False,    # bn_mlp: orthogonality gap of the hidden weights, log‖∇W1‖ and log‖∇W_L‖ ([BN])
       density_every=0,          # SLQ spectral density every k-th measurement (density.csv); 0 = never
       density_vectors=4, density_grid=128,
       microbatches=1)           # split the sharpness batch into micro-batches whose Hessian products are summed
@@ -312,6 +313,8 @@ def _validate_measure(c):
   require(m.ntk_k >= 0 and m.trace_samples >= 0 and m.density_every >= 0, 'measure',
           'ntk_k, trace_samples and density_every must be >= 0')
   require(m.trace_samples != 1, 'measure.trace_samples', 'needs >= 2 probes for a standard error')
+  require(not m.stacked_weights or c.model.name == 'bn_mlp', 'measure.stacked_weights',
+          f'reads the stacked hidden weights of bn_mlp; model {c.model.name!r} has none (set it False)')
   require(m.ntk_k == 0 or m.ntk_batch >= 1, 'measure.ntk_batch', 'must be >= 1')
   require(m.microbatches >= 1 and m.sharpness_batch % m.microbatches == 0, 'measure.microbatches',
           f'must divide measure.sharpness_batch={m.sharpness_batch} into equal micro-batches')

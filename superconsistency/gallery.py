@@ -30,10 +30,13 @@ ENTRIES = (
     ('ntk_hessian', 'configs/ntk_hessian.py', 4),
     ('linear_two_layer', 'configs/linear_two_layer.py', 5),
     ('gamma_eta', 'configs/gamma_eta.py', 6),
+    ('gamma_eta_long', 'configs/gamma_eta.py:long', 6),
     ('gamma_eta_ce', 'configs/gamma_eta.py:ce', 6),
     ('toy_chain', 'configs/toy_chain.py', 7),
     ('bn_depth', 'configs/bn_depth.py', 8),
     ('bn_mlp_cifar10', 'configs/bn_mlp_cifar10.py', 8),
+    ('bn_train', 'configs/bn_train.py', 8),
+    ('bn_train_gaussian', 'configs/bn_train.py:gaussian', 8),
     ('gpt2_transfer', 'configs/gpt2_transfer.py', 9),
     ('flax_example', 'configs/flax_example.py', 10),
 )

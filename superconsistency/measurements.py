@@ -210,6 +210,21 @@ def _feature_movement(ctx, done):
   return {'feature_movement': jnp.linalg.norm(h - h0) / jnp.linalg.norm(h0)}
 
 
+def _stacked_weights(ctx, done):
+  """[BN]'s view of a deep network's stacked hidden weights W_1 … W_L (params['hidden'], shape (L, N, N)): the
+  orthogonality gap ‖WᵀW / (tr WᵀW / N) − I‖_F / √N of each (0 for any multiple of an orthogonal matrix, ≈ 1 for a
+  Gaussian one; BN makes the scale irrelevant), averaged and maximised over layers, and log‖∇_{W_1} loss‖_F and
+  log‖∇_{W_L} loss‖_F of the loss on the loss batch."""
+  w = ctx.state.params['hidden']
+  gram = jnp.einsum('lij,lik->ljk', w, w)
+  n = w.shape[-1]
+  scale = jnp.trace(gram, axis1=1, axis2=2) / n
+  gaps = jnp.linalg.norm(gram / scale[:, None, None] - jnp.eye(n, dtype=w.dtype), axis=(1, 2)) / math.sqrt(n)
+  grads = jax.grad(ctx.loss_on)(ctx.state.params, *ctx.loss_batch)['hidden']
+  return {'orthogonality_gap': gaps.mean(), 'orthogonality_gap_max': gaps.max(),
+          'log_grad_w1': jnp.log(jnp.linalg.norm(grads[0])), 'log_grad_last': jnp.log(jnp.linalg.norm(grads[-1]))}
+
+
 def _adam_sharpness(ctx, done):
   """λ_max(P⁻¹H) for Adam's preconditioner P⁻¹ = η/(sqrt(v̂)+ε)."""
   m, o, state = ctx.cfg.measure, ctx.cfg.optimizer, ctx.state
@@ -289,6 +304,10 @@ MEASUREMENTS = (
     Measurement('lr_sharpness', _lr_sharpness, consistency=(('lr_sharpness', 'η·λ_max(H)'),), lr_weighted=True),
     Measurement('feature_movement', _feature_movement,
                 panels=(Panel('feature_movement', '‖h_t − h_0‖ / ‖h_0‖ (last hidden layer)'),)),
+    Measurement('stacked_weights', _stacked_weights, enabled=lambda c: c.measure.stacked_weights,
+                outputs=('orthogonality_gap', 'orthogonality_gap_max', 'log_grad_w1', 'log_grad_last'),
+                panels=(Panel('orthogonality_gap', 'orthogonality gap of the hidden weights (mean over layers)'),
+                        Panel('log_grad_w1', 'log ‖∇W1 loss‖'))),
     Measurement('hessian_eig', _hessian_eig, size=lambda c: c.measure.hessian_k,
                 enabled=lambda c: c.measure.hessian_k > 1 and c.measure.solver == 'lanczos'),
     Measurement('adam_sharpness', _adam_sharpness, enabled=lambda c: c.optimizer.name == 'adam',

@@ -9,10 +9,10 @@ analysis.json and analysis_*.png next to them, so every figure is regenerated fr
 - consistency    the spread across sizes of the step-size-weighted sharpness at the trajectory rate, as a
                  coefficient of variation at each measured step, with the learning-rate-weighted NTK top
                  eigenvalue and the Gauss-Newton part beside it.                    [SC]
-- gamma_eta      (γ0, η0) plane of the final online loss with diverged cells marked, η*(γ0), the largest stable
-                 η0, log-log slopes of both against γ0 in the small- and large-γ regimes with 95% intervals next to
-                 the predictions 2 (1 for cross-entropy) and 2/L; loss curves at large γ0 against steps and against
-                 τ = η0·t/γ0, with a number for how much better they collapse in τ.      [G]
+- stacked_weights  [BN] in training (measure.stacked_weights): per depth at its best rate, the hidden weights'
+                 orthogonality gap and log‖∇W1‖ over training, and the slope of log‖∇W1‖ in depth at each step.
+- gamma_eta      a sweep over γ0 goes to gamma_analysis.py: the (γ0, η0) plane, the scaling of η* and of the
+                 stability edge with quantisation-aware intervals, plateaus and the collapse in τ = η0·t/γ0.   [G]
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from superconsistency import best_rate  # noqa: E402
 from superconsistency import fits as fits_lib  # noqa: E402
+from superconsistency import gamma_analysis  # noqa: E402
 from superconsistency import measurements  # noqa: E402
 from superconsistency import plot  # noqa: E402
 from superconsistency import results  # noqa: E402
@@ -132,108 +133,6 @@ def consistency(rows, cfg, summary) -> dict:
   return out
 
 
-def _grid(rows, p, depth, width, value='train_loss', step=None):
-  """(η0 grid, γ0 grid, mean-over-seeds matrix [η, γ] of `value` at `step` (last), diverged/unstable matrix)."""
-  sel = [r for r in rows if r['parameterization'] == p and r['depth'] == depth and r['width'] == width]
-  lrs, gammas = sorted({r['lr'] for r in sel}), sorted({r['gamma0'] for r in sel})
-  step = max(r['step'] for r in sel) if step is None else step
-  vals, init, div = defaultdict(list), defaultdict(list), defaultdict(bool)
-  for r in sel:
-    key = (lrs.index(r['lr']), gammas.index(r['gamma0']))
-    if r['step'] == step:
-      vals[key].append(r[value])
-      div[key] |= bool(r['diverged'])
-    if r['step'] == 0:
-      init[key].append(r[value])
-  loss = np.full((len(lrs), len(gammas)), np.nan)
-  unstable = np.ones_like(loss, bool)
-  for key, v in vals.items():
-    v = np.asarray(v, float)
-    ok = not div[key] and np.isfinite(v).all() and v.mean() < np.mean(init[key])   # it learned and stayed finite
-    loss[key] = v.mean() if not div[key] and np.isfinite(v).all() else np.nan
-    unstable[key] = not ok
-  return np.array(lrs), np.array(gammas), loss, unstable
-
-
-def gamma_eta(rows, cfg) -> dict:
-  """The γ–η plane per (parameterization, depth, width), with the scaling fits of [G]."""
-  a = cfg.get('analysis', {})
-  small_max, large_min = a.get('small_gamma_max', 0.1), a.get('large_gamma_min', 10.0)
-  small_pred = 2.0 if cfg['loss'] == 'mse' else 1.0
-  out = {}
-  for p in dict.fromkeys(r['parameterization'] for r in rows):
-    for depth in sorted({r['depth'] for r in rows if r['parameterization'] == p}):
-      for width in sorted({r['width'] for r in rows if r['parameterization'] == p}):
-        lrs, gammas, loss, unstable = _grid(rows, p, depth, width)
-        masked = np.where(unstable, np.nan, loss)
-        eta_star, eta_max, edge = [], [], []
-        for j in range(len(gammas)):
-          best = fits_lib.interpolated_argmin(np.log(lrs), masked[:, j])
-          eta_star.append(math.exp(best[0]) if best else float('nan'))
-          edge.append(bool(best and best[2]))
-          stable = np.nonzero(~unstable[:, j])[0]
-          eta_max.append(float(lrs[stable.max()]) if len(stable) else float('nan'))
-        fits = {}
-        for name, series in (('eta_star', eta_star), ('eta_max', eta_max)):
-          series = np.asarray(series)
-          for regime, sel in (('small', gammas <= small_max), ('large', gammas >= large_min)):
-            ok = sel & np.isfinite(series)
-            fits[f'{name}_{regime}'] = fits_lib.linear_fit(np.log10(gammas[ok]), np.log10(series[ok]))
-        best_j = np.unravel_index(np.nanargmin(masked), masked.shape) if np.isfinite(masked).any() else None
-        out[f'{p}/depth={depth}/width={width}'] = dict(
-            parameterization=p, depth=depth, width=width, loss=cfg['loss'], gamma0s=gammas.tolist(),
-            lr_grid=lrs.tolist(), final_loss=[[None if not math.isfinite(v) else float(v) for v in row]
-                                              for row in loss.tolist()],
-            unstable=unstable.tolist(), eta_star=eta_star, eta_star_at_grid_edge=edge, eta_max=eta_max, fits=fits,
-            prediction_small=small_pred, prediction_large=2.0 / depth,
-            small_gamma_max=small_max, large_gamma_min=large_min,
-            best_cell=(dict(lr=float(lrs[best_j[0]]), gamma0=float(gammas[best_j[1]]),
-                            final_loss=float(masked[best_j])) if best_j else None),
-            collapse=collapse(rows, p, depth, width, gammas[gammas >= large_min], eta_star, gammas, lrs))
-  return out
-
-
-def _dispersion(curves, grid_points):
-  """Mean over a log-spaced grid, spanning the curves' common range, of the std across curves of log loss."""
-  lo = max(min(x[x > 0]) for x, _ in curves)
-  hi = min(max(x) for x, _ in curves)
-  if not hi > lo:
-    return float('nan'), None
-  grid = np.geomspace(lo, hi, grid_points)
-  logs = np.array([np.interp(np.log(grid), np.log(x[x > 0]), np.log(y[x > 0])) for x, y in curves])
-  return float(np.mean(np.std(logs, axis=0))), [float(lo), float(hi)]
-
-
-def loss_curve(rows, p, depth, width, lr, gamma0):
-  sel = sorted((r for r in rows if r['parameterization'] == p and r['depth'] == depth and r['width'] == width
-                and plot.same_lr(r['lr'], lr) and plot.same_lr(r['gamma0'], gamma0)), key=lambda r: r['step'])
-  by_step = defaultdict(list)
-  for r in sel:
-    by_step[r['step']].append(r['train_loss'])
-  steps = np.array(sorted(by_step), float)
-  return steps, np.array([np.mean(by_step[s]) for s in steps], float)
-
-
-def collapse(rows, p, depth, width, large_gammas, eta_star, gammas, lrs, grid_points=50) -> dict:
-  """How well the loss curves at large γ0 (each at its own best grid rate) coincide in τ = η0·t/γ0 versus in
-  steps t: the mean std of log loss across curves over their common range. ratio < 1: they collapse in τ."""
-  curves = []
-  for g in large_gammas:
-    j = list(gammas).index(g)
-    if not math.isfinite(eta_star[j]):
-      continue
-    lr = float(min(lrs, key=lambda v: abs(math.log(v / eta_star[j]))))
-    steps, loss = loss_curve(rows, p, depth, width, lr, float(g))
-    if np.isfinite(loss).all() and len(steps) > 2:
-      curves.append(dict(gamma0=float(g), lr=lr, steps=steps, loss=loss))
-  if len(curves) < 2:
-    return dict(num_curves=len(curves), dispersion_t=float('nan'), dispersion_tau=float('nan'), ratio=float('nan'))
-  d_t, range_t = _dispersion([(c['steps'], c['loss']) for c in curves], grid_points)
-  d_tau, range_tau = _dispersion([(c['steps'] * c['lr'] / c['gamma0'], c['loss']) for c in curves], grid_points)
-  return dict(num_curves=len(curves), curves=[(c['gamma0'], c['lr']) for c in curves], dispersion_t=d_t,
-              dispersion_tau=d_tau, ratio=d_tau / d_t if d_t else float('nan'), range_t=range_t, range_tau=range_tau)
-
-
 # ----------------------------------------------------------------------------------------------- figures
 
 def plot_consistency(rows, cons, path):
@@ -274,73 +173,75 @@ def plot_consistency(rows, cons, path):
   plt.close(fig)
 
 
-def fit_text(f, pred):
-  return f'{f["slope"]:.2f} [{f["ci95"][0]:.2f}, {f["ci95"][1]:.2f}] (theory {pred:.2g})'
+def stacked_weights(rows) -> dict:
+  """[BN] during training (measure.stacked_weights): per parameterization and width, each depth at its best rate
+  (the lowest last train loss, averaged over seeds, among rates no seed diverged at): the orthogonality gap,
+  log‖∇W1‖ and log(‖∇W1‖/‖∇W_L‖) over training, and at every measured step the slopes of both against depth
+  (seeds pooled; `w1`, `ratio`). The ratio is the explosion through the network itself: ‖∇W1‖ alone also falls as
+  the loss falls, and shallower networks reach lower losses. At init (step 0) every lane counts."""
+  out = {}
+  for p, width in sorted({(r['parameterization'], r['width']) for r in rows}):
+    sel = [r for r in rows if r['parameterization'] == p and r['width'] == width]
+    last = max(r['step'] for r in sel)
+    by_depth = {}
+    for depth in sorted({r['depth'] for r in sel}):
+      lanes = defaultdict(list)
+      for r in sel:
+        if r['depth'] == depth:
+          lanes[r['lr']].append(r)
+      final = {}
+      for lr, rs in lanes.items():
+        ends = [r['train_loss'] for r in rs if r['step'] == last and not r['diverged']]
+        if ends and len(ends) == len({r['seed'] for r in rs}) and np.isfinite(ends).all():
+          final[lr] = float(np.mean(ends))
+      diverged = sorted(lr for lr, rs in lanes.items() if any(r['diverged'] for r in rs))
+      if not final:
+        by_depth[depth] = dict(best_lr=None, diverged_lrs=diverged)
+        continue
+      lr = min(final, key=final.get)
+      steps = sorted({r['step'] for r in lanes[lr]})
+      series = {name: [float(np.mean([r[name] for r in lanes[lr] if r['step'] == s])) for s in steps]
+                for name in ('orthogonality_gap', 'orthogonality_gap_max', 'log_grad_w1', 'log_grad_last',
+                             'train_loss')}
+      series['log_grad_ratio'] = [a - b for a, b in zip(series['log_grad_w1'], series['log_grad_last'])]
+      per_seed = {s: {r['seed']: (r['log_grad_w1'], r['log_grad_w1'] - r['log_grad_last'])
+                      for r in lanes[lr] if r['step'] == s} for s in steps}
+      by_depth[depth] = dict(best_lr=lr, final_train_loss=final[lr], steps=steps, diverged_lrs=diverged, **series,
+                             log_grads_by_seed={str(s): v for s, v in per_seed.items()})
+    trained = {d: v for d, v in by_depth.items() if v['best_lr'] is not None}
+    slopes = []
+    for step in sorted(set.intersection(*(set(v['steps']) for v in trained.values()))) if len(trained) > 1 else ():
+      pts = [(d, g) for d, v in trained.items() for g in v['log_grads_by_seed'][str(step)].values()]
+      slopes.append(dict(step=step, w1=fits_lib.linear_fit([d for d, _ in pts], [g[0] for _, g in pts]),
+                         ratio=fits_lib.linear_fit([d for d, _ in pts], [g[1] for _, g in pts])))
+    at_init = {(r['depth'], r['seed']): (r['log_grad_w1'], r['log_grad_w1'] - r['log_grad_last'])
+               for r in sel if r['step'] == 0}   # the same for every rate
+    depths = [d for d, _ in at_init]
+    init = dict(w1=fits_lib.linear_fit(depths, [g[0] for g in at_init.values()]),
+                ratio=fits_lib.linear_fit(depths, [g[1] for g in at_init.values()]))
+    out[f'{p}/width={width}'] = dict(by_depth={str(d): v for d, v in by_depth.items()}, grad_slope_by_step=slopes,
+                                     grad_slope_at_init=init)
+  return out
 
 
-def plot_gamma_eta(ge, path):
-  keys = list(ge)
-  fig, axes = plt.subplots(2, len(keys), figsize=(5.2 * len(keys), 9), squeeze=False)
-  for col, key in enumerate(keys):
-    g = ge[key]
-    gammas, lrs = np.array(g['gamma0s']), np.array(g['lr_grid'])
-    loss = np.array([[np.nan if v is None else v for v in row] for row in g['final_loss']], float)
-    unstable = np.array(g['unstable'])
-    ax = axes[0, col]
-    shown = np.where(unstable, np.nan, np.log10(np.maximum(loss, 1e-12)))
-    mesh = ax.pcolormesh(np.log10(gammas), np.log10(lrs), shown, shading='nearest', cmap='viridis')
-    yy, xx = np.nonzero(unstable)
-    ax.plot(np.log10(gammas[xx]), np.log10(lrs[yy]), 'x', color='0.6', ms=4, label='diverged / no progress')
-    ax.plot(np.log10(gammas), np.log10(g['eta_star']), 'w*-', ms=8, label='η*')
-    ax.plot(np.log10(gammas), np.log10(g['eta_max']), 'r.--', label='largest stable η0')
-    fig.colorbar(mesh, ax=ax, label='log10 final online loss')
-    ax.set_xlabel('log10 γ0')
-    ax.set_ylabel('log10 η0')
-    ax.set_title(f'{key}', fontsize=9)
-    ax.legend(fontsize=7, loc='upper left')
-    ax = axes[1, col]
-    ax.loglog(gammas, g['eta_star'], 'o-', label='η*')
-    ax.loglog(gammas, g['eta_max'], 's--', label='largest stable η0')
-    for regime, pred, sel in (('small', g['prediction_small'], gammas <= g['small_gamma_max']),
-                              ('large', g['prediction_large'], gammas >= g['large_gamma_min'])):
-      f = g['fits'][f'eta_star_{regime}']
-      if math.isfinite(f['slope']) and sel.any():
-        xs = np.log10(gammas[sel])
-        ax.loglog(10 ** xs, 10 ** (f['slope'] * xs + f['intercept']), 'k-', lw=1)
-        ax.text(10 ** xs.mean(), 10 ** (f['slope'] * xs.mean() + f['intercept']),
-                f'  η* slope {fit_text(f, pred)}', fontsize=7)
-    ax.set_xlabel('γ0')
-    ax.set_ylabel('η0')
-    ax.legend(fontsize=7)
+def plot_stacked_weights(sw, path):
+  fig, axes = plt.subplots(len(sw), 3, figsize=(15, 4.2 * len(sw)), squeeze=False)
+  for row, (key, entry) in enumerate(sw.items()):
+    for depth, v in entry['by_depth'].items():
+      if v['best_lr'] is None:
+        continue
+      label = f'L = {depth}, η = {v["best_lr"]:g}'
+      axes[row, 0].plot(v['steps'], v['train_loss'], marker='.', label=label)
+      axes[row, 1].plot(v['steps'], v['orthogonality_gap'], marker='.', label=label)
+      axes[row, 2].plot(v['steps'], v['log_grad_ratio'], marker='.', label=label)
+    titles = ('train loss (best rate per depth)', 'orthogonality gap of the hidden weights (mean over layers)',
+              'log ‖∇W1 loss‖ / ‖∇W_L loss‖')
+    for ax, title in zip(axes[row], titles):
+      ax.set(xlabel='step', title=f'{key}: {title}')
+      ax.title.set_fontsize(9)
+      ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
-def plot_plateaus(rows, ge, path):
-  """Loss curves at large γ0 (each at its η*) against steps and against τ = η0·t/γ0."""
-  keys = [k for k in ge if ge[k]['collapse'].get('curves')]
-  if not keys:
-    return
-  fig, axes = plt.subplots(2, len(keys), figsize=(5 * len(keys), 7.5), squeeze=False)
-  for col, key in enumerate(keys):
-    g = ge[key]
-    c = g['collapse']
-    colors = plt.cm.plasma(np.linspace(0, 0.85, len(c['curves'])))
-    for color, (gamma0, lr) in zip(colors, c['curves']):
-      steps, loss = loss_curve(rows, g['parameterization'], g['depth'], g['width'], lr, gamma0)
-      axes[0, col].loglog(np.maximum(steps, 1), loss, color=color, label=f'γ0={gamma0:.3g}, η0={lr:.3g}')
-      axes[1, col].loglog(np.maximum(steps, 1) * lr / gamma0, loss, color=color)
-    axes[0, col].set_title(f'{key}: loss at large γ0\ndispersion in t {c["dispersion_t"]:.3f}', fontsize=9)
-    axes[0, col].set_xlabel('step t')
-    axes[1, col].set_title(f'against τ = η0·t/γ0: dispersion {c["dispersion_tau"]:.3f} '
-                           f'(ratio {c["ratio"]:.2f})', fontsize=9)
-    axes[1, col].set_xlabel('τ')
-    for ax in axes[:, col]:
-      ax.set_ylabel('online loss')
-    axes[0, col].legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=90)
   plt.close(fig)
 
 
@@ -357,10 +258,11 @@ def analyze_workdir(workdir: str, plots: bool = True) -> dict:
   gammas = {r['gamma0'] for r in rows}
   lrs = {r['lr'] for r in rows}
   if len(gammas) > 1:
-    out['gamma_eta'] = gamma_eta(rows, cfg)
+    out['gamma_eta'] = gamma_analysis.plane(rows, cfg)
+    out['plateaus'] = gamma_analysis.plateaus(rows, cfg)
     if plots:
-      plot_gamma_eta(out['gamma_eta'], os.path.join(workdir, 'analysis_gamma_eta.png'))
-      plot_plateaus(rows, out['gamma_eta'], os.path.join(workdir, 'analysis_plateaus.png'))
+      gamma_analysis.plot_plane(out['gamma_eta'], os.path.join(workdir, 'analysis_gamma_eta.png'))
+      gamma_analysis.plot_plateaus(rows, out['plateaus'], os.path.join(workdir, 'analysis_plateaus.png'))
     return out
   if len(lrs) > 1 and best_rate.size_axes(rows):
     out['transfer'] = best_rate.transfer(rows, cfg['select_by'], cfg.get('select_step', 0),
@@ -369,6 +271,10 @@ def analyze_workdir(workdir: str, plots: bool = True) -> dict:
     if plots and out['transfer']:
       plot.plot_transfer(rows, cfg['select_by'], os.path.join(workdir, 'analysis_transfer.png'),
                          cfg.get('select_step', 0))
+  if rows and 'orthogonality_gap' in rows[0]:
+    out['stacked_weights'] = stacked_weights(rows)
+    if plots:
+      plot_stacked_weights(out['stacked_weights'], os.path.join(workdir, 'analysis_stacked_weights.png'))
   if rows and np.isfinite([r['sharpness'] for r in rows]).any() and best_rate.size_axes(rows):
     out['consistency'] = consistency(rows, cfg, summary)
     if plots:

@@ -255,29 +255,89 @@ def slope(key_filter, fit, prediction_key, label):
   return judge
 
 
-SLOPE_RULE = 'the 95% t-interval of the log-log slope contains the prediction at every depth (agrees) or excludes it at one'
+SLOPE_RULE = ('the 95% interval of the log-log slope, pooled over seeds, with each point drawn inside its grid '
+              'cell (gamma_analysis.quantised_fit), contains the prediction at every depth (agrees) or excludes it '
+              'at one (disagrees)')
+COLLAPSE_P = 0.05
+
+
+def _plateau_cells(a):
+  return [(k, d) for k, d in a.get('plateaus', {}).items() if 'collapse' in d]
 
 
 def collapse(a):
-  parts = [f'L = {k.split("/")[1].split("=")[1]}: ratio {_f(g["collapse"]["ratio"], ".2f")}'
-           for k, g in a.get('gamma_eta', {}).items()]
-  return 'spread of log loss in τ over that in t: ' + '; '.join(parts), 'inconclusive'
+  parts, verdicts = [], []
+  for k, d in _plateau_cells(a):
+    c = d['collapse']
+    e = c['exponent']
+    lo, hi = map(num, e['ci95'])
+    parts.append(f'L = {d["depth"]}: hitting times ∝ (γ0/η0)^**{_f(e["slope"], ".2f")}** {_iv(lo, hi, ".2f")} '
+                 f'(τ: 1); spread of log hitting time in t {_f(c["spread_t"], ".2f")}, in τ '
+                 f'{_f(c["spread_tau"], ".2f")}, in η0·t {_f(c["spread_rate_only"], ".2f")}, γ0 permuted '
+                 f'{_f(c["null_spread_median"], ".2f")} (p = {_f(c["p_value"], ".2g")}; '
+                 f'{sum(c["curves_per_level"])} hitting times, levels {", ".join(f"{v:g}" for v in c["levels"])})')
+    if not (math.isfinite(lo) and math.isfinite(num(c['p_value']))):
+      verdicts.append('inconclusive')
+    elif lo <= 1 <= hi and c['p_value'] < COLLAPSE_P and c['spread_tau'] < min(c['spread_t'], c['spread_rate_only']):
+      verdicts.append('agrees')
+    elif not lo <= 1 <= hi or c['p_value'] >= COLLAPSE_P:
+      verdicts.append('disagrees')
+    else:
+      verdicts.append('inconclusive')
+  if not parts:
+    return 'no curves measured densely enough', 'inconclusive'
+  return '; '.join(parts), _combine(verdicts)
 
 
-COLLAPSE_RULE = ('no interval or null comparison is computed for the collapse ratio yet, so the verdict stays '
-                 'inconclusive whatever the ratio')
+def _combine(verdicts):
+  return 'disagrees' if 'disagrees' in verdicts else 'inconclusive' if 'inconclusive' in verdicts else 'agrees'
+
+
+COLLAPSE_RULE = (f'the curves at γ0 ≥ the large regime\'s lower end, each from every stable lane and seed, and the times '
+                 f'at which each reaches given fractions of its starting loss: log time regressed on log(γ0/η0) (one '
+                 f'intercept per level) has a 95% interval that contains 1, τ spreads the times less than t and η0·t, '
+                 f'and less than when each curve divides by another curve\'s γ0 (a permutation test, p < {COLLAPSE_P}) '
+                 f'(agrees); the interval excludes 1 or p ≥ {COLLAPSE_P} (disagrees)')
+
+
+def plateau_scaling(a):
+  parts, verdicts = [], []
+  for k, d in _plateau_cells(a):
+    f = d.get('plateau_vs_ratio')
+    if not f:
+      continue
+    lo, hi = map(num, f['ci95'])
+    two = d.get('plateau_vs_gamma_and_lr', {})
+    parts.append(f'L = {d["depth"]}: slope **{_f(f["slope"], ".2f")}** {_iv(lo, hi, ".2f")} vs 1 over {f["n"]} lanes '
+                 f'({d["plateau_censored"]} censored); separately γ0 {_f(two.get("gamma0"), ".2f")}, η0 '
+                 f'{_f(two.get("lr"), ".2f")}')
+    verdicts.append('inconclusive' if not math.isfinite(lo) else 'agrees' if lo <= 1 <= hi else 'disagrees')
+  if not parts:
+    return 'no plateau lengths measured', 'inconclusive'
+  return '; '.join(parts), _combine(verdicts)
+
+
+PLATEAU_RULE = (f'the steps until the loss falls {1 - 0.2:.0%} of its start (lanes at γ0 ≥ the large regime\'s '
+                'lower end, every seed) against γ0/η0 on log-log axes: the 95% t-interval of the slope contains 1 '
+                '(agrees) or excludes it (disagrees)')
 
 
 def best_at_large_gamma(a):
-  parts, large = [], []
-  for k, g in a.get('gamma_eta', {}).items():
-    cell = g['best_cell']
-    parts.append(f'L = {k.split("/")[1].split("=")[1]}: γ0 = {_f(cell["gamma0"])}')
-    large.append(cell['gamma0'] >= g['large_gamma_min'])
-  return 'best final online loss at ' + '; '.join(parts), 'agrees' if all(large) else 'disagrees'
+  parts, verdicts = [], []
+  for k, d in _plateau_cells(a):
+    by = d['best_loss']['by_seed']
+    lower = [b['large'] < b['small'] for b in by]
+    parts.append(f'L = {d["depth"]}: lowest last loss at γ0 ≥ {_f(d["large_gamma_min"])} vs below, per seed: ' +
+                 ', '.join(f'{_f(b["large"])} (γ0 = {_f(b["large_gamma0"])}) vs {_f(b["small"])} '
+                           f'(γ0 = {_f(b["small_gamma0"])})' for b in by))
+    verdicts.append('agrees' if by and all(lower) else 'disagrees' if by and not any(lower) else 'inconclusive')
+  if not parts:
+    return 'no long run', 'inconclusive'
+  return '; '.join(parts), _combine(verdicts)
 
 
-BEST_GAMMA_RULE = 'the cell with the lowest final online loss has γ0 ≥ the large-γ0 regime\'s lower end at every depth'
+BEST_GAMMA_RULE = ('in every seed, the lowest last online loss over the lanes at γ0 ≥ the large regime\'s lower end '
+                   'is below the lowest one at smaller γ0 (agrees), above it in every seed (disagrees)')
 
 
 def toy_chain(a):
@@ -326,6 +386,71 @@ def trains_at_depth(a):
 
 
 TRAIN_RULE = 'the best train loss at every depth is below half of ln 10 (the loss of a uniform guess)'
+
+
+ORTHO_CLOSE = 0.25   # orthogonality gap that counts as "close to orthogonal" (a Gaussian N×N matrix has ≈ 1)
+
+
+def _stacked(a):
+  return next(iter(a.get('stacked_weights', {}).values()), None)
+
+
+def stays_orthogonal(a):
+  sw = _stacked(a)
+  if not sw:
+    return 'not measured', 'inconclusive'
+  ends = {d: v for d, v in sorted(sw['by_depth'].items(), key=lambda x: int(x[0])) if v['best_lr'] is not None}
+  if not ends:
+    return 'no depth trained', 'inconclusive'
+  text = 'gap at the best rate, start → end: ' + ', '.join(
+      f'L = {d}: {_f(v["orthogonality_gap"][0], ".2g")} → **{_f(v["orthogonality_gap"][-1], ".2g")}** '
+      f'(max over layers {_f(v["orthogonality_gap_max"][-1], ".2g")})' for d, v in ends.items())
+  return text, 'agrees' if all(v['orthogonality_gap'][-1] <= ORTHO_CLOSE for v in ends.values()) else 'disagrees'
+
+
+ORTHO_RULE = (f'at the best rate of every depth, the mean over layers of ‖WᵀW/(tr WᵀW/N) − I‖_F/√N after training is '
+              f'≤ {ORTHO_CLOSE} (a Gaussian matrix has ≈ 1)')
+
+
+def grad_in_training(a):
+  """bn_gradient's rule (bounded) on the slope in depth of log(‖∇W1‖/‖∇W_L‖) at the last measured step."""
+  sw = _stacked(a)
+  if not sw or not sw['grad_slope_by_step']:
+    return 'fewer than two depths trained', 'inconclusive'
+  last = sw['grad_slope_by_step'][-1]
+  text, verdict = bn_gradient('v', True)(dict(gradient=dict(v=dict(slope_per_layer=last['ratio']))))
+  text = text.replace('v: log‖∇W1‖', f'after {last["step"]} steps: log(‖∇W1‖/‖∇W_L‖)')
+  return text + (f'; at init {_f(sw["grad_slope_at_init"]["ratio"]["slope"], ".2g")}; log‖∇W1‖ alone '
+                 f'{_f(last["w1"]["slope"], ".2g")} (it falls with the loss)'), verdict
+
+
+GRAD_TRAIN_RULE = ('bounded: the upper end of the 95% interval of the slope in depth of log(‖∇W1‖/‖∇W_L‖) at the last '
+                   f'step, each depth at its best rate, is below {BN_GROWTH:g} per layer')
+
+
+def grad_at_init_grows(a):
+  sw = _stacked(a)
+  if not sw:
+    return 'not measured', 'inconclusive'
+  text, verdict = bn_gradient('v', False)(dict(gradient=dict(v=dict(slope_per_layer=sw['grad_slope_at_init']['w1']))))
+  return text.replace('v: ', 'at step 0, every lane: '), verdict
+
+
+def fails_at_depth(a):
+  sw = _stacked(a)
+  if not sw:
+    return 'not measured', 'inconclusive'
+  deepest = max(sw['by_depth'], key=int)
+  parts = []
+  for d, v in sorted(sw['by_depth'].items(), key=lambda x: int(x[0])):
+    parts.append(f'L = {d}: ' + (f'best loss {_f(v["final_train_loss"])}' if v['best_lr'] is not None else
+                                 f'diverged at every rate ({", ".join(_f(r) for r in v["diverged_lrs"])})'))
+  v_deep = sw['by_depth'][deepest]
+  fails = v_deep['best_lr'] is None or v_deep['final_train_loss'] >= math.log(10) / 2
+  return '; '.join(parts), 'agrees' if fails else 'disagrees'
+
+
+FAIL_RULE = 'at the largest depth every rate diverges, or the best train loss is at least half of ln 10'
 
 
 def gn_carries(p):
@@ -399,8 +524,14 @@ def _claims():
       slope(lambda k: True, 'eta_star_small', 'prediction_small', 'small γ0'))
   add(6, '', 'gamma_eta', 'η* ∝ γ0^(2/L) for γ0 ≫ 1', SLOPE_RULE,
       slope(lambda k: True, 'eta_star_large', 'prediction_large', 'large γ0'))
-  add(6, '', 'gamma_eta', 'loss curves at large γ0 collapse in τ = η0·t/γ0', COLLAPSE_RULE, collapse)
-  add(6, '', 'gamma_eta', 'the best online loss is at large γ0', BEST_GAMMA_RULE, best_at_large_gamma)
+  add(6, '', 'gamma_eta', 'the stability edge ∝ γ0² for γ0 ≪ 1 (toy model)', SLOPE_RULE,
+      slope(lambda k: True, 'eta_edge_small', 'prediction_small', 'small γ0'))
+  add(6, '', 'gamma_eta', 'the stability edge ∝ γ0^(2/L) for γ0 ≫ 1 (toy model)', SLOPE_RULE,
+      slope(lambda k: True, 'eta_edge_large', 'prediction_large', 'large γ0'))
+  add(6, '[G] plateaus, 2,000 steps', 'gamma_eta_long', 'leaving the plateau takes t ∝ γ0/η0 (toy model)',
+      PLATEAU_RULE, plateau_scaling)
+  add(6, '', 'gamma_eta_long', 'loss curves at large γ0 collapse in τ = η0·t/γ0', COLLAPSE_RULE, collapse)
+  add(6, '', 'gamma_eta_long', 'the best online loss is at large γ0', BEST_GAMMA_RULE, best_at_large_gamma)
   add(6, '[G] γ–η plane, cross-entropy', 'gamma_eta_ce', 'η* ∝ γ0 for γ0 ≪ 1 with cross-entropy', SLOPE_RULE,
       slope(lambda k: True, 'eta_star_small', 'prediction_small', 'small γ0'))
   add(7, '[G] scalar chain', 'toy_chain', 'η_max ≈ (2/L)γ^(2/L) for γ ≫ 1', TOY_RULE, toy_chain)
@@ -414,6 +545,14 @@ def _claims():
   add(8, '', 'bn_depth', 'shaping tames sin', BN_RULE, bn_gradient('sin/orthogonal/independent/k=0.4', True))
   add(8, '[BN] training at depth', 'bn_mlp_cifar10', 'BN-MLPs with orthogonal weights train at depth', TRAIN_RULE,
       trains_at_depth)
+  add(8, '[BN] trained at depth 100–1,000', 'bn_train', 'orthogonal + BN: trains at every depth', TRAIN_RULE,
+      trains_at_depth)
+  add(8, '', 'bn_train', 'orthogonal + BN: gradients do not explode through depth during training', GRAD_TRAIN_RULE,
+      grad_in_training)
+  add(8, '', 'bn_train', 'orthogonal + BN: the weights stay close to orthogonal', ORTHO_RULE, stays_orthogonal)
+  add(8, '', 'bn_train_gaussian', 'Gaussian + BN: ‖∇W1‖ grows with depth', BN_RULE, grad_at_init_grows)
+  add(8, '', 'bn_train_gaussian', 'Gaussian + BN: the deepest networks do not train at those rates', FAIL_RULE,
+      fails_at_depth)
   add(9, '[SC] GPT-2-style LM, Adam', 'gpt2_transfer', 'μP\'s best rate transfers across widths', tr,
       transfer('mup', 'transfers'))
   add(9, '', 'gpt2_transfer', 'SP\'s moves', tr, transfer('sp', 'shifts'))

@@ -83,50 +83,6 @@ def test_consistency_is_the_coefficient_of_variation_across_sizes():
   assert q['cv_late_mean'] == pytest.approx(np.mean(q['cv'][1:]))
 
 
-def _gamma_eta_rows(eta_star, gammas, lrs, depth=3, steps=(0, 10, 20, 40)):
-  rows = []
-  for g in gammas:
-    for lr in lrs:
-      unstable = lr > 3 * eta_star(g)
-      for step in steps:
-        tau = lr * step / g
-        loss = 1.0 if step == 0 else 1.0 - 0.5 * math.exp(-(math.log(lr / eta_star(g))) ** 2)
-        rows.append(_row(width=128, depth=depth, lr=lr, gamma0=g, step=step, loss=loss if not unstable else np.nan,
-                         diverged=int(unstable and step > 0), tau=tau))
-  return rows
-
-
-def test_gamma_eta_fits_the_scaling_laws_it_was_given():
-  gammas = [10.0 ** k for k in np.arange(-3, 3.01, 0.5)]
-  lrs = [10.0 ** k for k in np.arange(-9, 5.01, 0.25)]
-  # η* = γ² below γ = 1 and γ^(2/3) above it: the slopes the analysis must recover
-  eta_star = lambda g: g ** 2 if g < 1 else g ** (2 / 3)
-  out = analyze.gamma_eta(_gamma_eta_rows(eta_star, gammas, lrs), dict(CFG, loss='mse'))['mup/depth=3/width=128']
-  assert out['fits']['eta_star_small']['slope'] == pytest.approx(2.0, abs=0.05)
-  assert out['fits']['eta_star_large']['slope'] == pytest.approx(2 / 3, abs=0.05)
-  assert out['prediction_small'] == 2.0 and out['prediction_large'] == pytest.approx(2 / 3)
-  ci = out['fits']['eta_star_large']['ci95']
-  assert ci[0] <= out['fits']['eta_star_large']['slope'] <= ci[1]
-  # the largest stable rate is the last grid point below 3·η*
-  for g, eta_max in zip(gammas, out['eta_max']):
-    assert eta_max == max(lr for lr in lrs if lr <= 3 * eta_star(g))
-
-
-def test_collapse_is_small_for_curves_that_are_functions_of_tau_and_not_of_t():
-  gammas = [10.0, 100.0, 1000.0]
-  rows = []
-  for g in gammas:
-    lr = g ** 0.5   # η*/γ differs per γ, so the curves differ in t
-    for step in range(0, 401, 10):
-      rows.append(_row(width=128, lr=lr, gamma0=g, step=step, loss=0.1 + 1.0 / (1.0 + (lr * step / g) ** 2)))
-  eta_star = [g ** 0.5 for g in gammas]
-  c = analyze.collapse(rows, 'mup', 3, 128, np.array(gammas), eta_star, np.array(gammas), np.array(eta_star))
-  assert c['num_curves'] == 3
-  # what is left in τ is the linear interpolation between each curve's own measured points
-  assert c['dispersion_t'] > 0.1
-  assert c['ratio'] < 0.05
-
-
 def test_consistency_finds_the_trajectory_rate_read_back_in_float32():
   """metrics.csv holds the run's dtype: 0.064 comes back as 0.06400000303983688 and must still be found."""
   lr32 = float(np.float32(0.064))

@@ -162,3 +162,37 @@ def test_vmapped_orthogonal_init_has_no_lapack_call():
   q = np.asarray(jax.vmap(m.init)(keys)['hidden'][1, 0])
   q = q / np.linalg.norm(q[:, 0])
   np.testing.assert_allclose(q.T @ q, np.eye(16), atol=1e-5)
+
+
+def test_stacked_weights_measurement_against_numpy():
+  """measure.stacked_weights: the orthogonality gap (0 for orthogonal at any scale, ≈ 1 for Gaussian) and the
+  first and last hidden weights' gradient norms, against numpy and jax.grad computed here."""
+  import types
+  from superconsistency import measurements
+  with jax.enable_x64(True):
+    _check_stacked_weights(measurements, types)
+
+
+def _check_stacked_weights(measurements, types):
+  model = models.bn_mlp(6, 3, 16, 4, pz.Parameterization('sp'), jnp.float64, activation='linear')
+  params = model.init(jax.random.PRNGKey(0))
+  params['hidden'] = params['hidden'].at[2].multiply(5.0)                 # BN makes the scale irrelevant
+  rng = np.random.default_rng(0)
+  gauss = rng.normal(size=(16, 16)) / 4.0
+  params['hidden'] = params['hidden'].at[3].set(gauss)
+  x, y = jnp.asarray(rng.normal(size=(16, 6))), jnp.asarray(rng.integers(0, 3, 16))
+  loss_on = lambda p, xb, yb: models.cross_entropy(model.apply(p, xb), yb)
+  ctx = types.SimpleNamespace(state=types.SimpleNamespace(params=params), loss_on=loss_on, loss_batch=(x, y))
+  got = measurements._stacked_weights(ctx, {})
+
+  def gap(w):
+    g = w.T @ w
+    return np.linalg.norm(g / (np.trace(g) / 16) - np.eye(16)) / 4.0
+
+  gaps = [gap(np.asarray(w)) for w in params['hidden']]
+  assert max(gaps[:3]) < 1e-12 and 0.5 < gaps[3] < 1.5                    # orthogonal ×3, one Gaussian
+  assert float(got['orthogonality_gap']) == pytest.approx(np.mean(gaps), rel=1e-10)
+  assert float(got['orthogonality_gap_max']) == pytest.approx(gaps[3], rel=1e-10)
+  g = jax.grad(loss_on)(params, x, y)['hidden']
+  assert float(got['log_grad_w1']) == pytest.approx(math.log(np.linalg.norm(np.asarray(g[0]))), rel=1e-10)
+  assert float(got['log_grad_last']) == pytest.approx(math.log(np.linalg.norm(np.asarray(g[3]))), rel=1e-10)

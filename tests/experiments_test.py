@@ -36,9 +36,14 @@ EXPERIMENTS = {
                          '--config.sweep.seeds=(0,)'], ('consistency',)),
     'linear_two_layer': ('', ['--config.widths=(8,16)', '--config.data.num_train=64', '--config.data.batch_size=64',
                               '--config.measure.num_iters=4', '--config.sweep.seeds=(0,)'], ('consistency',)),
-    'gamma_eta': ('', ['--config.depths=(2,)', '--config.widths=(16,)', '--config.data.batch_size=8',
-                       "--config.sweep.gamma0s=(0.01,0.1,10.0,100.0)", "--config.sweep.lrs.mup=(0.0001,0.01,1.0,100.0)"],
-                  ('gamma_eta',)),
+    'gamma_eta': ('long', ['--config.depths=(2,)', '--config.widths=(16,)', '--config.data.batch_size=8',
+                           '--config.num_steps=20', '--config.sweep.seeds=(0,1)',   # 11 measurements: plateaus
+                           "--config.sweep.gamma0s=(0.01,0.1,10.0,100.0)",
+                           "--config.sweep.lrs.mup=(0.0001,0.01,1.0,100.0)"], ('gamma_eta', 'plateaus')),
+    'bn_train': ('', ['--config.depths=(2,3)', '--config.widths=(8,)', '--config.data.num_train=64',
+                      '--config.data.batch_size=8', '--config.data.image_size=8', '--config.measure.loss_batch=8',
+                      "--config.sweep.lrs.sp=(0.01,0.03)", '--config.sweep.seeds=(0,)'],
+                 ('transfer', 'stacked_weights')),
     'bn_mlp_cifar10': ('', ['--config.depths=(2,3)', '--config.widths=(16,)', '--config.data.num_train=64',
                             '--config.data.batch_size=16', '--config.measure.num_iters=3',
                             "--config.sweep.lrs.sp=(0.01,0.1)"], ('transfer', 'consistency')),
@@ -86,8 +91,13 @@ def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path)
       assert len(t['best_lrs']) == 2 and t['shift_grid_steps'] is not None
   if 'gamma_eta' in analyses:
     (g,) = out['gamma_eta'].values()
-    assert len(g['eta_star']) == 4 and len(g['lr_grid']) == 4
-    assert os.path.getsize(workdir / 'analysis_plateaus.png') > 10_000
+    assert len(g['eta_star']) == 4 and len(g['lr_grid']) == 4 and g['seeds'] == [0, 1]
+    (pl,) = out['plateaus'].values()
+    assert 'collapse' in pl and 'best_loss' in pl
+  if 'stacked_weights' in analyses:
+    (sw,) = out['stacked_weights'].values()
+    assert sorted(sw['by_depth']) == ['2', '3'] and sw['grad_slope_by_step'][0]['step'] == 0
+    assert all(v['orthogonality_gap'][0] < 1e-5 for v in sw['by_depth'].values())   # orthogonal at init
 
 
 def test_analyze_refuses_an_unfinished_workdir(tmp_path):

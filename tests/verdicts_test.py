@@ -116,3 +116,24 @@ def test_the_kernel_moves_or_stays():
   assert verdicts.kernel_moves('ntk', False)(a('ntk', 3.0, 1.2))[1] == 'agrees'     # lazy at the largest width
   assert verdicts.kernel_moves('mup', True)(a('mup', 3.0, 1.2))[1] == 'disagrees'
   assert verdicts.kernel_moves('mup', True)(dict(consistency={}))[1] == 'inconclusive'
+
+
+def test_bn_training_rules_read_the_stacked_weights_analysis():
+  def sw(gap_end, slope_ci, deep_lr=0.01, deep_loss=0.5):
+    fit = lambda: dict(slope=sum(slope_ci) / 2, ci95=list(slope_ci))
+    depth = lambda lr, loss: dict(best_lr=lr, final_train_loss=loss, diverged_lrs=[] if lr else [0.01, 0.03],
+                                  orthogonality_gap=[0.0, gap_end], orthogonality_gap_max=[0.0, 2 * gap_end])
+    return dict(stacked_weights={'sp/width=64': dict(
+        by_depth={'100': depth(0.01, 0.1), '1000': depth(deep_lr, deep_loss)},
+        grad_slope_by_step=[dict(step=s, w1=fit(), ratio=fit()) for s in (0, 200)],
+        grad_slope_at_init=dict(w1=fit(), ratio=fit()))})
+  assert verdicts.stays_orthogonal(sw(0.1, (0, 1)))[1] == 'agrees'
+  assert verdicts.stays_orthogonal(sw(0.6, (0, 1)))[1] == 'disagrees'
+  assert verdicts.stays_orthogonal({})[1] == 'inconclusive'
+  assert verdicts.grad_in_training(sw(0.1, (-1e-4, 1e-4)))[1] == 'agrees'
+  assert verdicts.grad_in_training(sw(0.1, (0.01, 0.02)))[1] == 'disagrees'
+  assert verdicts.grad_at_init_grows(sw(0.1, (0.01, 0.02)))[1] == 'agrees'
+  assert verdicts.grad_at_init_grows(sw(0.1, (-1e-4, 1e-4)))[1] == 'disagrees'
+  assert verdicts.fails_at_depth(sw(0.1, (0, 1), deep_lr=None))[1] == 'agrees'      # every rate diverged
+  assert verdicts.fails_at_depth(sw(0.1, (0, 1), deep_loss=2.0))[1] == 'agrees'     # above ln 10 / 2
+  assert verdicts.fails_at_depth(sw(0.1, (0, 1)))[1] == 'disagrees'
