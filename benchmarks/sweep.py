@@ -76,8 +76,8 @@ def make_model(c, data, width):
 
 
 def compile_lane_fns(program, hp, arrays, vmapped, how='vmap'):
-  """AOT-compiles init/measure/chunk as run_sweep (vmapped, or with `how='unroll'` the lanes unrolled, as
-  lanes.batch_lanes does) or run_lane (single lane) jit them. Returns (executables, seconds lowering + compiling)."""
+  """AOT-compiles init/measure/chunk as run_sweep (vmapped, or with `how='unroll'`/`'map'` the lanes unrolled or
+  looped over, as lanes.batch_lanes does) or run_lane (single lane) jit them. Returns (executables, seconds lowering + compiling)."""
   if vmapped:
     batch = lambda f, in_axes=0: lanes.batch_lanes(f, how, in_axes)
     init = jax.jit(batch(program.init))
@@ -137,14 +137,16 @@ def bench_sweep(s, log):
   run_v = time.perf_counter() - t0
   log(f'vmapped: warm-up run {warm_v:.2f}s, timed run {run_v:.2f}s')
 
-  # unrolled: one program, every lane's operations written out in turn (program.lanes='unroll')
-  fns_u, compile_u = compile_lane_fns(T.make_lane_program(model, data, c), hp, data.arrays, vmapped=True,
-                                      how='unroll')
-  run_lanes(fns_u, hp, data.arrays, n_chunks)
-  t0 = time.perf_counter()
-  metrics_u, _ = run_lanes(fns_u, hp, data.arrays, n_chunks)
-  run_u = time.perf_counter() - t0
-  log(f'unrolled: compiled in {compile_u:.2f}s, timed run {run_u:.2f}s')
+  # one program with plain matmuls: every lane's operations written out in turn (program.lanes='unroll'), or one
+  # lane's program in a device loop over the lanes (program.lanes='map')
+  other = {}
+  for how in ('unroll', 'map'):
+    fns, compile_h = compile_lane_fns(T.make_lane_program(model, data, c), hp, data.arrays, vmapped=True, how=how)
+    run_lanes(fns, hp, data.arrays, n_chunks)
+    t0 = time.perf_counter()
+    metrics_h, _ = run_lanes(fns, hp, data.arrays, n_chunks)
+    other[how] = dict(compile=compile_h, run=time.perf_counter() - t0, metrics=metrics_h)
+    log(f'{how}: compiled in {compile_h:.2f}s, timed run {other[how]["run"]:.2f}s')
 
   # sequential: one un-vmapped executable, the lanes one after another
   lane_hp = [T.LaneHparams(hp.lr[i], hp.gamma0[i], hp.seed[i]) for i in range(n_lanes)]
@@ -169,8 +171,9 @@ def bench_sweep(s, log):
           int(np.prod(w.shape)) for w in jax.eval_shape(model.init, jax.random.PRNGKey(0)).values()),
       compile_v=compile_v, compile_s=compile_s, warm_v=warm_v, warm_s=warm_s, run_v=run_v, run_s=run_s,
       per_v=per_v, per_s=per_s, ratio=per_s / per_v, diff_final=diff_final, diff_all=diff_all,
-      compile_u=compile_u, run_u=run_u, per_u=run_u / lane_steps, ratio_u=per_s / (run_u / lane_steps),
-      diff_u=max(nan_abs_diff(metrics_u[k], metrics_s[k]) for k in T.METRICS),
+      other={how: dict(compile=o['compile'], per=o['run'] / lane_steps, ratio=per_s / (o['run'] / lane_steps),
+                       diff=max(nan_abs_diff(o['metrics'][k], metrics_s[k]) for k in T.METRICS))
+             for how, o in other.items()},
       diverged_v=int((div_v >= 0).sum()), diverged_s=int((div_s >= 0).sum()),
       same_divergence=bool(np.array_equal(div_v, div_s)),
       final_train_loss_v=metrics_v['train_loss'][:, -1], final_train_loss_s=metrics_s['train_loss'][:, -1])
@@ -240,13 +243,14 @@ def report(quick, s, info, sws, hv, total):
         f'{sw["compile_v"] + sw["run_v"]:.1f} s | {sw["compile_s"] + sw["run_s"]:.1f} s / '
         f'{sw["n_lanes"] * sw["compile_s"] + sw["run_s"]:.1f} s |' for sw in sws]
   L.append('')
-  L.append('The same lanes in one program with each lane\'s operations written out (`program.lanes=\'unroll\'`, '
-           'plain matmuls instead of batched ones):')
+  L.append('The same lanes in one program with plain matmuls instead of batched ones: each lane\'s operations '
+           'written out (`program.lanes=\'unroll\'`), or one lane\'s program in a device loop over the lanes '
+           '(`program.lanes=\'map\'`, `lax.map`):')
   L.append('')
-  L.append('| width | unrolled per lane-step | sequential / unrolled | unrolled compile | max |Δ| vs sequential (all metrics) |')
-  L.append('|---|---|---|---|---|')
-  L += [f'| {sw["width"]} | {ms(sw["per_u"])} | **{sw["ratio_u"]:.2f}×** | {sw["compile_u"]:.1f} s | '
-        f'{sw["diff_u"]:.3g} |' for sw in sws]
+  L.append('| width | program.lanes | per lane-step | sequential / it | compile | max |Δ| vs sequential (all metrics) |')
+  L.append('|---|---|---|---|---|---|')
+  L += [f'| {sw["width"]} | {how} | {ms(o["per"])} | **{o["ratio"]:.2f}×** | {o["compile"]:.1f} s | '
+        f'{o["diff"]:.3g} |' for sw in sws for how, o in sw['other'].items()]
   L.append('')
   for sw in sws:
     c = sw['settings']

@@ -19,7 +19,7 @@ from superconsistency import parameterization as pz
 
 SOLVERS = ('lanczos', 'power')
 LANE_STEPS = ('num_steps', 'select_step')
-PROGRAM_LANES = ('auto', 'vmap', 'unroll')
+PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map')
 PROGRAM_STEPS = ('auto', 'scan', 'host')
 DTYPES = ('float32', 'float64')
 SELECT_BY = ('train_loss', 'eval_loss')
@@ -101,9 +101,9 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
                        lr=dict(sgd=0.05, adam=0.002))
   c.plot = dict(trajectory_lrs={p: 0.0 for p in pz.NAMES})  # 0: the best grid rate at the smallest width
-  # How lanes and steps become a program (lanes.ProgramChoice): lanes 'vmap' or 'unroll', steps 'scan' (a device
-  # loop) or 'host' (a compiled step per optimizer step); 'auto' unrolls and steps from the host for convolutional
-  # models on CPU (benchmarks/conv.md), and vmaps and scans otherwise
+  # How lanes and steps become a program (lanes.ProgramChoice): lanes 'vmap', 'unroll' or 'map' (a device loop over
+  # lanes), steps 'scan' (a device loop) or 'host' (a compiled step per optimizer step); 'auto' unrolls and steps from
+  # the host for convolutional models on CPU (benchmarks/conv.md), and vmaps and scans otherwise
   c.program = dict(lanes='auto', steps='auto')
   return c
 

@@ -47,7 +47,7 @@ class CompiledOnce:
     return self.compiled(*args)
 
 
-PROGRAM_LANES = ('auto', 'vmap', 'unroll')
+PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map')
 PROGRAM_STEPS = ('auto', 'scan', 'host')
 
 
@@ -55,7 +55,10 @@ class ProgramChoice(NamedTuple):
   """How a sweep's lanes and steps become one compiled program (config block `program`, 'auto' resolved).
 
   lanes  'vmap': the lanes' arithmetic is batched (one matmul over all lanes); 'unroll': each lane's operations
-         are written out separately in the same program (one device holds all lanes)
+         are written out separately in the same program (one device holds all lanes); 'map': one lane's program
+         in a device loop over the lanes (lax.map): plain matmuls like 'unroll', compiled once like 'vmap' (on
+         XLA:CPU a batched matmul of a wide MLP runs ~1.2× slower than the same matmuls one by one,
+         benchmarks/sweep.md)
   steps  'scan': a chunk's optimizer steps loop inside the program; 'host': one compiled optimizer step is
          dispatched per step (asynchronously: no host sync inside a chunk), and the measurement's solver loops
          are unrolled, so that the program has no device loop around the model
@@ -105,18 +108,29 @@ def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   if steps == 'auto':
     steps = 'host' if conv_on_cpu else 'scan'
     why = 'auto: convolutions on CPU' if conv_on_cpu else 'auto'
-  if lanes == 'unroll' and not one_device:
-    raise ValueError(f"program.lanes='unroll' keeps every lane on one device, but the mesh's sweep axis has "
+  if lanes in ('unroll', 'map') and not one_device:
+    raise ValueError(f"program.lanes='{lanes}' keeps every lane on one device, but the mesh's sweep axis has "
                      f"{mesh.shape['sweep']} devices; use program.lanes='vmap' or mesh.sweep=1")
   return ProgramChoice(lanes, steps, why)
 
 
 def batch_lanes(f, how: str, in_axes=0):
-  """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis), or each lane's
-  computation written out in turn and the results stacked ('unroll')."""
+  """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis), each lane's
+  computation written out in turn and the results stacked ('unroll'), or one lane's computation in a loop over the
+  lanes ('map')."""
   if how == 'vmap':
     # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
     return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
+  if how == 'map':
+    def mapped(*args):
+      axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+      per_lane = [a for a, ax in zip(args, axes) if ax == 0]
+
+      def one(lane_args):
+        it = iter(lane_args)
+        return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
+      return jax.lax.map(one, per_lane)
+    return mapped
 
   def each_lane(*args):
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)

@@ -194,7 +194,7 @@ def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes():
   hp = train.lane_grid((0.1, 0.5, 2.0), (1.0,), (0,), jnp.float32)
   mesh = distributed.make_mesh(c.mesh)
   out = {}
-  for how, steps in (('vmap', 'scan'), ('unroll', 'host'), ('vmap', 'host')):
+  for how, steps in (('vmap', 'scan'), ('unroll', 'host'), ('vmap', 'host'), ('map', 'scan')):
     c.program.lanes, c.program.steps = how, steps
     _, out[how, steps], _ = lanes.run_sweep(None, data, c, None, sweep=lanes.compile_sweep(model, data, c, hp, mesh))
   ref = out['vmap', 'scan']
