@@ -77,7 +77,8 @@ def make_model(c, data, width):
 
 def compile_lane_fns(program, hp, arrays, vmapped, how='vmap'):
   """AOT-compiles init/measure/chunk as run_sweep (vmapped, or with `how='unroll'`/`'map'` the lanes unrolled or
-  looped over, as lanes.batch_lanes does) or run_lane (single lane) jit them. Returns (executables, seconds lowering + compiling)."""
+  looped over, as lanes.batch_lanes does) or run_lane (single lane) jit them. Returns (executables, seconds
+  lowering + compiling)."""
   if vmapped:
     batch = lambda f, in_axes=0: lanes.batch_lanes(f, how, in_axes)
     init = jax.jit(batch(program.init))
@@ -247,7 +248,8 @@ def report(quick, s, info, sws, hv, total):
            'written out (`program.lanes=\'unroll\'`), or one lane\'s program in a device loop over the lanes '
            '(`program.lanes=\'map\'`, `lax.map`):')
   L.append('')
-  L.append('| width | program.lanes | per lane-step | sequential / it | compile | max |Δ| vs sequential (all metrics) |')
+  L.append('| width | program.lanes | per lane-step | sequential / it | compile | '
+           'max |Δ| vs sequential (all metrics) |')
   L.append('|---|---|---|---|---|---|')
   L += [f'| {sw["width"]} | {how} | {ms(o["per"])} | **{o["ratio"]:.2f}×** | {o["compile"]:.1f} s | '
         f'{o["diff"]:.3g} |' for sw in sws for how, o in sw['other'].items()]

@@ -293,9 +293,10 @@ def _combine(verdicts):
   return 'disagrees' if 'disagrees' in verdicts else 'inconclusive' if 'inconclusive' in verdicts else 'agrees'
 
 
-COLLAPSE_RULE = (f'the curves at γ0 ≥ the large regime\'s lower end, each from every stable lane and seed, and the times '
-                 f'at which each reaches given fractions of its starting loss: log time regressed on log(γ0/η0) (one '
-                 f'intercept per level) has a 95% interval that contains 1, τ spreads the times less than t and η0·t, '
+COLLAPSE_RULE = (f'the curves at γ0 ≥ the large regime\'s lower end, each from every stable lane and seed, and the '
+                 f'times at which each reaches given fractions of its starting loss: log time regressed on '
+                 f'log(γ0/η0) (one intercept per level) has a 95% interval that contains 1, τ spreads the times less '
+                 f'than t and η0·t, '
                  f'and less than when each curve divides by another curve\'s γ0 (a permutation test, p < {COLLAPSE_P}) '
                  f'(agrees); the interval excludes 1 or p ≥ {COLLAPSE_P} (disagrees)')
 
