@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import lzma
 import math
 import os
 import sys
 
 
 def _read(workdir):
-  with open(os.path.join(workdir, 'metrics.csv'), newline='') as f:
+  """The rows as written (strings), from metrics.csv or a committed workdir's metrics.csv.xz."""
+  path = os.path.join(workdir, 'metrics.csv')
+  path = path if os.path.exists(path) or not os.path.exists(path + '.xz') else path + '.xz'
+  with (lzma.open(path, 'rt', newline='') if path.endswith('.xz') else open(path, newline='')) as f:
     return list(csv.DictReader(f))
 
 

@@ -129,6 +129,7 @@ def load(workdir: str) -> Run:
   """Reads a workdir written by `run` or the CLI (a sweep: config.json and metrics.csv)."""
   from superconsistency import results
   paths = {name: os.path.join(workdir, name) for name in ('config.json', 'metrics.csv', 'summary.json')}
+  paths['metrics.csv'] = results.csv_path(paths['metrics.csv'])
   for name in ('config.json', 'metrics.csv'):
     if not os.path.exists(paths[name]):
       raise FileNotFoundError(f'{workdir} has no {name}: not a sweep workdir written by superconsistency.run or '

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from superconsistency import results
+
 # (workdir name under results/, config spec, experiment number in results/README.md)
 ENTRIES = (
     ('figure1', 'configs/figure1.py', 1),
@@ -85,7 +87,9 @@ def main(argv=None) -> int:
       if subprocess.run(cmd).returncode != 0:
         print(f'error: gallery entry {name} failed: {" ".join(cmd[1:])}', file=sys.stderr)
         return 1
-    print(f'gallery: {name} done in {time.time() - t0:.0f} s', flush=True)
+    compacted = results.compact(os.path.join(args.results, name))   # committed results stay small
+    print(f'gallery: {name} done in {time.time() - t0:.0f} s' + (f'; compressed {", ".join(compacted)} to .xz'
+                                                                if compacted else ''), flush=True)
   if not args.dry_run:
     print(f'gallery: {len(todo)} entries in {time.time() - start:.0f} s')
     if os.path.exists(os.path.join(args.results, 'README.md')):

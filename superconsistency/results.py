@@ -7,11 +7,15 @@ workdir/
   summary.json       per parameterization/width/depth: best learning rate (best_rate.py) and the run's times
                      (written last: a run with summary.json is finished)
   *.png              plots, redrawn from these files by `python -m superconsistency.plot WORKDIR`
+
+A finished workdir kept in the repository (the results gallery) stores a CSV over COMPACT_BYTES as NAME.xz
+(`compact`); `read_csv` and `csv_path` read either form, so every reader works on both.
 """
 from __future__ import annotations
 
 import csv
 import fcntl
+import lzma
 import json
 import math
 import os
@@ -118,9 +122,34 @@ def _fmt(v):
   return v
 
 
+COMPACT_BYTES = 2 * 1024 * 1024
+
+
+def csv_path(path: str) -> str:
+  """`path`, or its compacted form PATH.xz when only that exists."""
+  return path + '.xz' if not os.path.exists(path) and os.path.exists(path + '.xz') else path
+
+
+def compact(workdir: str, limit: int = COMPACT_BYTES) -> list[str]:
+  """xz-compresses every *.csv in `workdir` larger than `limit` bytes into NAME.xz (written to a temporary file
+  first) and removes the plain file. Returns the names compacted. For finished workdirs that are committed."""
+  done = []
+  for name in sorted(os.listdir(workdir)):
+    path = os.path.join(workdir, name)
+    if name.endswith('.csv') and os.path.getsize(path) > limit:
+      with open(path, 'rb') as src, lzma.open(path + '.xz.tmp', 'wb', preset=9) as dst:
+        dst.write(src.read())
+      os.replace(path + '.xz.tmp', path + '.xz')
+      os.remove(path)
+      done.append(name)
+  return done
+
+
 def read_csv(path: str) -> list[dict]:
-  """Rows with numeric columns parsed (ints as int, everything else numeric as float)."""
-  with open(path, newline='') as f:
+  """Rows with numeric columns parsed (ints as int, everything else numeric as float); PATH.xz is read when only
+  that exists (`compact`)."""
+  path = csv_path(path)
+  with (lzma.open(path, 'rt', newline='') if path.endswith('.xz') else open(path, newline='')) as f:
     rows = list(csv.DictReader(f))
   for r in rows:
     for k, v in r.items():

@@ -129,6 +129,14 @@ def test_results_gallery_figures_exist_and_its_commands_name_real_configs():
     assert f'--config={spec.split(":")[0]}' in text or f'--config={spec}' in text, spec
 
 
+def test_committed_results_are_small():
+  """Every file under results/ stays at most results.COMPACT_BYTES (large CSVs are committed as .xz)."""
+  from superconsistency import results
+  big = [os.path.relpath(os.path.join(d, n), ROOT) for d, _, names in os.walk(os.path.join(ROOT, 'results'))
+         for n in names if os.path.getsize(os.path.join(d, n)) > results.COMPACT_BYTES]
+  assert not big, f'compress with superconsistency.results.compact: {big}'
+
+
 def test_committed_json_is_strict_json():
   """analysis.json and the experiments' summary.json carry no NaN/Infinity, which strict JSON parsers reject."""
   def refuse(token):
