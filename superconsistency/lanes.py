@@ -121,24 +121,20 @@ def batch_lanes(f, how: str, in_axes=0):
   if how == 'vmap':
     # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
     return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
-  if how == 'map':
-    def mapped(*args):
-      axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-      per_lane = [a for a, ax in zip(args, axes) if ax == 0]
 
-      def one(lane_args):
-        it = iter(lane_args)
-        return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-      return jax.lax.map(one, per_lane)
-    return mapped
-
-  def each_lane(*args):
+  def over_lanes(*args):
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    num = next(jax.tree.leaves(a)[0].shape[0] for a, ax in zip(args, axes) if ax == 0)
-    lane = lambda i: [jax.tree.map(lambda v: v[i], a) if ax == 0 else a for a, ax in zip(args, axes)]
-    outs = [f(*lane(i)) for i in range(num)]
+    per_lane = [a for a, ax in zip(args, axes) if ax == 0]
+
+    def one(lane_args):   # f of one lane: its slices of the batched arguments, the shared ones as they are
+      it = iter(lane_args)
+      return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
+    if how == 'map':
+      return jax.lax.map(one, per_lane)
+    num = jax.tree.leaves(per_lane)[0].shape[0]
+    outs = [one(jax.tree.map(lambda v: v[i], per_lane)) for i in range(num)]
     return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
-  return each_lane
+  return over_lanes
 
 
 def lane_budgets(cfg, hp: LaneHparams, parameterization: str) -> np.ndarray:

@@ -355,20 +355,25 @@ TOY_RULE = ('every η_max within one lattice step of the exact formula, and each
             'contains 2/L')
 
 
+def _growth(fit, bounded):
+  """(the slope with its interval, the verdict) of BN_RULE for a fit of log‖∇W1‖ (or a ratio) against depth."""
+  lo, hi = map(num, fit['ci95'])
+  text = f'slope per layer **{_f(fit["slope"])}** {_iv(lo, hi, ".2g")}'
+  if not (math.isfinite(lo) and math.isfinite(hi)):
+    return text, 'inconclusive'
+  grows = True if lo > BN_GROWTH else False if hi < BN_GROWTH else None
+  if grows is None:
+    return text, 'inconclusive'
+  return text, 'agrees' if grows != bounded else 'disagrees'
+
+
 def bn_gradient(variant, bounded):
   def judge(a):
     g = a.get('gradient', {}).get(variant)
     if not g:
       return f'{variant}: not measured', 'inconclusive'
-    f = g['slope_per_layer']
-    lo, hi = map(num, f['ci95'])
-    text = f'{variant}: log‖∇W1‖ slope per layer **{_f(f["slope"])}** {_iv(lo, hi, ".2g")}'
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-      return text, 'inconclusive'
-    grows = True if lo > BN_GROWTH else False if hi < BN_GROWTH else None
-    if grows is None:
-      return text, 'inconclusive'
-    return text, 'agrees' if grows != bounded else 'disagrees'
+    text, verdict = _growth(g['slope_per_layer'], bounded)
+    return f'{variant}: log‖∇W1‖ {text}', verdict
   return judge
 
 
@@ -414,15 +419,15 @@ ORTHO_RULE = (f'at the best rate of every depth, the mean over layers of ‖Wᵀ
 
 
 def grad_in_training(a):
-  """bn_gradient's rule (bounded) on the slope in depth of log(‖∇W1‖/‖∇W_L‖) at the last measured step."""
+  """BN_RULE (bounded) on the slope in depth of log(‖∇W1‖/‖∇W_L‖) at the last measured step."""
   sw = _stacked(a)
   if not sw or not sw['grad_slope_by_step']:
     return 'fewer than two depths trained', 'inconclusive'
   last = sw['grad_slope_by_step'][-1]
-  text, verdict = bn_gradient('v', True)(dict(gradient=dict(v=dict(slope_per_layer=last['ratio']))))
-  text = text.replace('v: log‖∇W1‖', f'after {last["step"]} steps: log(‖∇W1‖/‖∇W_L‖)')
-  return text + (f'; at init {_f(sw["grad_slope_at_init"]["ratio"]["slope"], ".2g")}; log‖∇W1‖ alone '
-                 f'{_f(last["w1"]["slope"], ".2g")} (it falls with the loss)'), verdict
+  text, verdict = _growth(last['ratio'], True)
+  return (f'after {last["step"]} steps: log(‖∇W1‖/‖∇W_L‖) {text}; at init '
+          f'{_f(sw["grad_slope_at_init"]["ratio"]["slope"], ".2g")}; log‖∇W1‖ alone '
+          f'{_f(last["w1"]["slope"], ".2g")} (it falls with the loss)'), verdict
 
 
 GRAD_TRAIN_RULE = ('bounded: the upper end of the 95% interval of the slope in depth of log(‖∇W1‖/‖∇W_L‖) at the last '
@@ -433,8 +438,8 @@ def grad_at_init_grows(a):
   sw = _stacked(a)
   if not sw:
     return 'not measured', 'inconclusive'
-  text, verdict = bn_gradient('v', False)(dict(gradient=dict(v=dict(slope_per_layer=sw['grad_slope_at_init']['w1']))))
-  return text.replace('v: ', 'at step 0, every lane: '), verdict
+  text, verdict = _growth(sw['grad_slope_at_init']['w1'], False)
+  return f'at step 0, every lane: log‖∇W1‖ {text}', verdict
 
 
 def fails_at_depth(a):
