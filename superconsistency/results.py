@@ -126,7 +126,8 @@ COMPACT_BYTES = 2 * 1024 * 1024
 
 
 def csv_path(path: str) -> str:
-  """`path`, or its compacted form PATH.xz when only that exists."""
+  """`path` (a str or os.PathLike), or its compacted form PATH.xz when only that exists."""
+  path = os.fspath(path)
   return path + '.xz' if not os.path.exists(path) and os.path.exists(path + '.xz') else path
 
 

@@ -75,7 +75,7 @@ def test_a_compacted_workdir_reads_the_same(tmp_path):
   assert results.compact(str(workdir), limit=10**9) == []
   assert 'metrics.csv' in results.compact(str(workdir), limit=0)   # every CSV over the limit
   assert not (workdir / 'metrics.csv').exists() and (workdir / 'metrics.csv.xz').exists()
-  got = results.read_csv(str(workdir / 'metrics.csv'))
+  got = results.read_csv(workdir / 'metrics.csv')   # a Path, as the distributed tests pass it
   assert [repr(r) for r in got] == [repr(r) for r in before]   # repr: nan compares equal to nan
   assert len(sc.load(str(workdir)).rows) == len(before)
 
