@@ -443,7 +443,8 @@ def target_row(name, value, threshold, shown):
 def programs_text(ours):
   """How ours compiled each group (summary.json `programs`, if recorded), in a few words."""
   programs = ours['summary'].get('programs', []) if ours else []
-  return '; '.join(f'{g.get("parameterization")} N={g.get("width")}: lanes {g.get("lanes")}, steps {g.get("steps")}'
+  return '; '.join(f'{g.get("parameterization")} N={g.get("width")}: lanes {g.get("lanes")}, steps {g.get("steps")}, '
+                   f'{g.get("microbatches", 1)} micro-batch{"es" if g.get("microbatches", 1) > 1 else ""}'
                    for g in programs)
 
 
@@ -473,7 +474,7 @@ def report(args, cfg, info, peak_rates, peak, ours, conv, auth, agree, total):
         f'on {cfg.measure.sharpness_batch}. XLA_FLAGS: `{os.environ.get("XLA_FLAGS") or "(unset)"}`' +
         (f' (removed: the test suite\'s fast-compile flags `{" ".join(DROPPED_XLA_FLAGS)}`, which slow down the '
          'code timed here)' if DROPPED_XLA_FLAGS else '') + '.', '',
-        '- **ours**: one compiled sweep per group, the sweep rates as its lanes (the trajectory is the lane at the '
+        '- **ours**: one sweep per group, the sweep rates as its lanes (the trajectory is the lane at the '
         f'trajectory rate; sweep.lane_steps = {cfg.sweep.get("lane_steps", "(absent)")!r}); every lane is measured '
         'at every measurement it reaches (loss on the measurement and eval sets, accuracy, λ_max by power iteration = '
         'num_iters + 1 HVPs with the Rayleigh quotient). Run by `experiments.run` with the persistent compilation '
@@ -483,7 +484,8 @@ def report(args, cfg, info, peak_rates, peak, ours, conv, auth, agree, total):
         f'runs of {select_step(cfg)} steps and {len(groups)} trajectory runs of {cfg.num_steps} steps; a jitted SGD '
         'step per call with `float(loss)` after it; at each measurement of a trajectory run, num_iters jitted HVPs '
         '(one call each) and a jitted loss. The project\'s model, data, per-layer learning-rate multipliers, '
-        'initialization and batches (identical to ours\' lanes).',
+        'initialization and batches (identical to ours\' lanes); each step over the whole batch (a conventional '
+        'SGD step does not split it into micro-batches).',
         '- **authors**: `reproduce_jax.py` ' + (
             f'(`{args.authors}`), a subprocess with flags `{" ".join(auth["settings"]) or "(its defaults)"}` plus '
             f'`--data`, `--out` (temporary folders) and `--device {auth["device"]}`; its input: the same synthetic '

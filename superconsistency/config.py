@@ -19,7 +19,7 @@ from superconsistency import parameterization as pz
 
 SOLVERS = ('lanczos', 'power')
 LANE_STEPS = ('num_steps', 'select_step')
-PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map')
+PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map', 'host')
 PROGRAM_STEPS = ('auto', 'scan', 'host')
 DTYPES = ('float32', 'float64')
 SELECT_BY = ('train_loss', 'eval_loss')
@@ -101,10 +101,14 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
   c.coord_check = dict(enabled=True, widths=(128, 256, 512, 1024, 2048), steps=4, seeds=(0, 1, 2), batch=64,
                        lr=dict(sgd=0.05, adam=0.002))
   c.plot = dict(trajectory_lrs={p: 0.0 for p in pz.NAMES})  # 0: the best grid rate at the smallest width
-  # How lanes and steps become a program (lanes.ProgramChoice): lanes 'vmap', 'unroll' or 'map' (a device loop over
-  # lanes), steps 'scan' (a device loop) or 'host' (a compiled step per optimizer step); 'auto' unrolls and steps from
-  # the host for convolutional models on CPU (benchmarks/conv.md), and vmaps and scans otherwise
-  c.program = dict(lanes='auto', steps='auto')
+  # How lanes and steps become a program (lanes.ProgramChoice): lanes 'vmap', 'unroll', 'map' (a device loop over
+  # lanes) or 'host' (one lane's program called per lane), steps 'scan' (a device loop) or 'host' (a compiled step per
+  # optimizer step); 'auto' runs lanes and steps from the host for convolutional models on CPU (benchmarks/conv.md),
+  # and vmaps and scans otherwise
+  # microbatches: the training batch split into this many equal micro-batches whose gradients a device loop sums
+  # (models with independent examples only); 0 = auto: split on CPU for convolutional models whose activations
+  # would not fit the caches (lanes.choose_microbatches), 1 elsewhere
+  c.program = dict(lanes='auto', steps='auto', microbatches=0)
   return c
 
 
@@ -292,6 +296,9 @@ def _validate_lanes(c):
           f'{c.program.lanes!r} is not allowed; allowed: {", ".join(PROGRAM_LANES)}')
   require(c.program.steps in PROGRAM_STEPS, 'program.steps',
           f'{c.program.steps!r} is not allowed; allowed: {", ".join(PROGRAM_STEPS)}')
+  micro = c.program.microbatches
+  require(micro == 0 or (micro >= 1 and c.data.batch_size % micro == 0), 'program.microbatches',
+          f'{micro}: give 0 (auto) or a number >= 1 that divides data.batch_size ({c.data.batch_size})')
 
 
 def _validate_measure(c):

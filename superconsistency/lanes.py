@@ -10,6 +10,7 @@ at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -47,7 +48,35 @@ class CompiledOnce:
     return self.compiled(*args)
 
 
-PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map')
+class HostLanes:
+  """A single-lane CompiledOnce called for each lane of lane-leading arguments in turn (`in_axes`: 0 for an
+  argument with a lane axis, None for one shared by the lanes); the outputs are stacked along a lane axis.
+  `jitted` is the vmapped function, for jax.eval_shape."""
+
+  def __init__(self, compiled: CompiledOnce, batched, in_axes):
+    self.compiled, self.jitted, self.in_axes = compiled, batched, in_axes
+
+  def __call__(self, *args):
+    outs = [self.compiled(*lane_args) for lane_args in unstack_lanes(args, self.in_axes)]
+    return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+
+  def __getattr__(self, name):   # flops, calls, seconds, trace_seconds: the single-lane program's
+    return getattr(self.compiled, name)
+
+
+def _planned_step(program: LaneProgram):
+  """One optimizer step that reads its batch from row t of the chunk's data plan (program.plan)."""
+  return lambda state, hp, arrays, plan, t: program.step(state, hp, arrays, jax.tree.map(lambda p: p[t], plan))
+
+
+def unstack_lanes(args, in_axes):
+  """Per lane, the arguments with that lane's slice of every lane-leading one."""
+  num = jax.tree.leaves([a for a, ax in zip(args, in_axes) if ax == 0])[0].shape[0]
+  return [tuple(jax.tree.map(lambda v: v[i], a) if ax == 0 else a for a, ax in zip(args, in_axes))
+          for i in range(num)]
+
+
+PROGRAM_LANES = ('auto', 'vmap', 'unroll', 'map', 'host')
 PROGRAM_STEPS = ('auto', 'scan', 'host')
 
 
@@ -58,14 +87,26 @@ class ProgramChoice(NamedTuple):
          are written out separately in the same program (one device holds all lanes); 'map': one lane's program
          in a device loop over the lanes (lax.map): plain matmuls like 'unroll', compiled once like 'vmap' (on
          XLA:CPU a batched matmul of a wide MLP runs ~1.2× slower than the same matmuls one by one,
-         benchmarks/sweep.md)
+         benchmarks/sweep.md); 'host': one lane's programs, compiled once and called for each lane in turn from
+         the host: the smallest programs to compile, no recompiling when lanes retire, and each call's buffers
+         reused while they are still in the CPU's caches
   steps  'scan': a chunk's optimizer steps loop inside the program; 'host': one compiled optimizer step is
          dispatched per step (asynchronously: no host sync inside a chunk), and the measurement's solver loops
          are unrolled, so that the program has no device loop around the model
+  microbatches  the training batch is split into this many equal micro-batches, whose gradients a device loop
+         sums (train.make_lane_program): the same step to float rounding, with activations small enough to stay
+         in the CPU's caches
   """
   lanes: str
   steps: str
   why: str
+  microbatches: int = 1
+
+
+# 'auto' micro-batches keep a model's largest activation per micro-batch under this size: on this project's 2-core
+# CPU (2 × 1 MiB L2, 32 MiB shared L3) the SimpleConvNet's step at width 256 runs ~3× faster in micro-batches of 8
+# than over the whole batch of 128, whose 33 MB activations stream through memory (benchmarks/conv.md)
+MICROBATCH_BYTES = 2 * 2 ** 20
 
 
 def model_primitives(model, data) -> set:
@@ -89,13 +130,42 @@ def uses_convolutions(model, data) -> bool:
   return 'conv_general_dilated' in model_primitives(model, data)
 
 
+def largest_activation_bytes(model, data) -> int:
+  """Bytes of the model's largest reported activation for one example (its input included)."""
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  x = jax.ShapeDtypeStruct((1,) + data.arrays['eval_x'].shape[1:], data.arrays['eval_x'].dtype)
+  _, acts = jax.eval_shape(lambda p, x: model.apply(p, x, 1.0, with_activations=True), params, x)
+  return max(math.prod(a.shape) * a.dtype.itemsize for a in list(acts.values()) + [x])
+
+
+def choose_microbatches(model, data, cfg, conv_on_cpu: bool) -> tuple:
+  """(micro-batches, why) for program.microbatches. 0 ('auto') splits the batch only for a convolutional model
+  without loops of its own on CPU whose examples are independent (Model.per_example): the fewest equal
+  micro-batches that keep its largest activation per micro-batch under MICROBATCH_BYTES. On GPU and TPU, and for
+  other models, auto is 1 (a number given in the config applies anywhere the model allows it)."""
+  batch, asked = cfg.data.batch_size, cfg.program.microbatches
+  if asked:
+    if asked > 1 and not model.per_example:
+      raise ValueError(f'program.microbatches={asked}: this model ({cfg.model.name}) does not declare that its '
+                       'examples are independent (batch statistics would change with the split); use '
+                       'program.microbatches=1')
+    return asked, 'set in the config'
+  if not (conv_on_cpu and model.per_example):
+    return 1, 'auto'
+  need = math.ceil(batch * largest_activation_bytes(model, data) / MICROBATCH_BYTES)
+  count = next(m for m in range(max(need, 1), batch + 1) if batch % m == 0)
+  return count, f'auto: activations of {batch} examples over {MICROBATCH_BYTES // 2 ** 20} MiB'
+
+
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
-  """'auto': on CPU, a convolutional model without loops of its own gets its lanes unrolled and its steps
-  dispatched from the host, because XLA:CPU runs convolutions inside a device loop, and batched (grouped)
-  convolutions, many times slower than plain ones (benchmarks/conv.md). A model that loops over its blocks
-  (resnet's lax.scan) keeps vmap + scan: its convolutions sit in that loop either way, and unrolling its lanes
-  multiplies a large program's compile time (configs/depth_resnet.py, 40 steps: compile 176 s, run 151 s against
-  vmap + scan's). Everything else is vmapped and scanned."""
+  """'auto': on CPU, a convolutional model without loops of its own runs one lane's programs, compiled once and
+  called lane by lane from the host, with its steps dispatched from the host, because XLA:CPU runs convolutions
+  inside a device loop, and batched (grouped) convolutions, many times slower than plain ones
+  (benchmarks/conv.md); unrolling the lanes in one program ran as fast but compiled ~4× longer (benchmarks/figure1.md).
+  A model that loops over its blocks (resnet's lax.scan) keeps vmap + scan: its convolutions sit in that loop
+  either way, and unrolling its lanes multiplies a large program's compile time (configs/depth_resnet.py, 40 steps:
+  compile 176 s, run 151 s against vmap + scan's). Everything else is vmapped and scanned. The micro-batches:
+  choose_microbatches."""
   lanes, steps = cfg.program.lanes, cfg.program.steps
   on_cpu = jax.default_backend() == 'cpu'
   primitives = model_primitives(model, data) if on_cpu else set()
@@ -103,15 +173,18 @@ def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   one_device = mesh is None or mesh.shape['sweep'] == 1
   why = 'set in the config'
   if lanes == 'auto':
-    lanes = 'unroll' if conv_on_cpu and one_device else 'vmap'
+    lanes = 'host' if conv_on_cpu and one_device else 'vmap'
     why = 'auto: convolutions on CPU' if conv_on_cpu else 'auto'
   if steps == 'auto':
     steps = 'host' if conv_on_cpu else 'scan'
     why = 'auto: convolutions on CPU' if conv_on_cpu else 'auto'
-  if lanes in ('unroll', 'map') and not one_device:
+  if lanes in ('unroll', 'map', 'host') and not one_device:
     raise ValueError(f"program.lanes='{lanes}' keeps every lane on one device, but the mesh's sweep axis has "
                      f"{mesh.shape['sweep']} devices; use program.lanes='vmap' or mesh.sweep=1")
-  return ProgramChoice(lanes, steps, why)
+  microbatches, why_micro = choose_microbatches(model, data, cfg, conv_on_cpu)
+  if microbatches > 1 and why_micro != why:
+    why = f'{why}; microbatches {why_micro}'
+  return ProgramChoice(lanes, steps, why, microbatches)
 
 
 def batch_lanes(f, how: str, in_axes=0):
@@ -188,8 +261,15 @@ class Sweep:
     self.hp_host = hp_host
     self.hp = distributed.put_lanes(hp_host, mesh)
     self.arrays = arrays
-    self.buckets = lane_buckets(int(hp_host.lr.shape[0]), mesh.shape['sweep'])
+    padded = int(hp_host.lr.shape[0])
+    # host lanes: one lane's programs serve any number of lanes, so every size is a bucket (no padded lanes run)
+    self.buckets = (tuple(range(1, padded + 1)) if choice.lanes == 'host'
+                    else lane_buckets(padded, mesh.shape['sweep']))
     self.lane_steps_run = 0
+    self._compiled = {}
+    if choice.lanes == 'host':
+      self._host_lanes(program)
+      return
     lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
     batch = lambda f, in_axes=0: batch_lanes(f, choice.lanes, in_axes)
     # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
@@ -200,13 +280,30 @@ class Sweep:
     if choice.steps == 'scan':
       self._jitted['chunk'] = jax.jit(batch(program.chunk, (0, 0, None, None)),
                                       in_shardings=(lanes, lanes, rep, rep), out_shardings=lanes, donate_argnums=0)
-    else:
-      self._jitted['step'] = jax.jit(batch(lambda s, h, a: program.step(s, h, a), (0, 0, None)),
-                                     in_shardings=(lanes, lanes, rep), out_shardings=lanes, donate_argnums=0)
-    self._compiled = {}
+    else:   # a chunk's data plan is computed once (the epoch's shuffle), each step takes its row t
+      self._jitted['plan'] = jax.jit(batch(program.plan, (0, None)), in_shardings=(lanes, rep), out_shardings=lanes)
+      self._jitted['step'] = jax.jit(batch(_planned_step(program), (0, 0, None, 0, None)),
+                                     in_shardings=(lanes, lanes, rep, lanes, rep), out_shardings=lanes,
+                                     donate_argnums=0)
 
-  def program(self, name: str, lanes: int | None = None) -> CompiledOnce:
+  def _host_lanes(self, program: LaneProgram):
+    """lanes='host': each program is compiled for one lane (the mesh has one device, choose_program checks)."""
+    axes = dict(init=(0,), measure=(0, 0, None, None), chunk=(0, 0, None, None), plan=(0, None),
+                step=(0, 0, None, 0, None))
+    fns = dict(init=program.init, measure=program.measure)
+    if self.choice.steps == 'scan':
+      fns['chunk'] = program.chunk
+    else:
+      fns['plan'], fns['step'] = program.plan, _planned_step(program)
+    self._single = {name: CompiledOnce(jax.jit(f, donate_argnums=0 if name in ('chunk', 'step') else ()))
+                    for name, f in fns.items()}
+    self._jitted = {name: jax.vmap(f, in_axes=axes[name]) for name, f in fns.items()}
+    self._axes = axes
+
+  def program(self, name: str, lanes: int | None = None):
     """Program `name` (init, measure, chunk or step) for a batch of `lanes` (default: all)."""
+    if self.choice.lanes == 'host':
+      return HostLanes(self._single[name], self._jitted[name], self._axes[name])
     key = (name, lanes or int(self.hp.lr.shape[0]))
     if key not in self._compiled:
       self._compiled[key] = CompiledOnce(self._jitted[name])
@@ -228,11 +325,24 @@ class Sweep:
     """measure_every optimizer steps of the lanes in `hp`, then their measurement."""
     lanes = int(hp.lr.shape[0])
     self.lane_steps_run += lanes * self.cfg.measure_every
+    if self.choice.lanes == 'host':   # lane by lane: each runs its whole chunk while its buffers are warm
+      name = 'chunk' if self.choice.steps == 'scan' else 'step'
+      run, measure = self._single[name], self._single['measure']
+      outs = []
+      for s, h in unstack_lanes((state, hp), (0, 0)):
+        if name == 'chunk':
+          outs.append(run(s, h, self.arrays, index))
+          continue
+        plan = self._single['plan'](s, self.arrays)
+        for t in range(self.cfg.measure_every):
+          s = run(s, h, self.arrays, plan, t)
+        outs.append(measure(s, h, self.arrays, index))
+      return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
     if self.choice.steps == 'scan':
       return self.program('chunk', lanes)(state, hp, self.arrays, index)
-    step = self.program('step', lanes)
-    for _ in range(self.cfg.measure_every):
-      state = step(state, hp, self.arrays)
+    step, plan = self.program('step', lanes), self.program('plan', lanes)(state, self.arrays)
+    for t in range(self.cfg.measure_every):
+      state = step(state, hp, self.arrays, plan, t)
     return self.program('measure', lanes)(state, hp, self.arrays, index)
 
   def lane_steps(self) -> LaneSteps:
@@ -240,7 +350,7 @@ class Sweep:
     return LaneSteps(self.lane_steps_run, max(full - self.lane_steps_run, 0))
 
   def _programs(self):
-    return list(self._compiled.values())
+    return list(self._single.values()) if self.choice.lanes == 'host' else list(self._compiled.values())
 
   def compile_seconds(self) -> tuple:
     """(tracing and lowering, XLA compiling) seconds of its programs so far; a persistent-cache hit removes most of
@@ -265,7 +375,8 @@ class Sweep:
 
 def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
   choice = choose_program(model, data, cfg, mesh)
-  program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host')
+  program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host',
+                              microbatches=choice.microbatches)
   num_lanes = int(hp.lr.shape[0])
   hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(num_lanes, mesh))
   return Sweep(program, cfg, hp_host, mesh, distributed.put_replicated(data.arrays, mesh), choice, num_lanes)

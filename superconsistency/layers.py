@@ -75,6 +75,8 @@ class Model(NamedTuple):
   depth: int          # the L the depth rules use: residual blocks (resnet, vit, gpt2), BN blocks (bn_mlp),
                       # weight layers (mlp), 1 (simple_convnet)
   param: pz.Parameterization
+  per_example: bool = False   # each output depends on its own example only (no batch statistics), so a batch may
+                              # be split into micro-batches (program.microbatches); False where unknown
 
   @property
   def kinds(self) -> dict:

@@ -74,6 +74,8 @@ class Context(NamedTuple):
   rates: jax.Array        # those raw rates as a flat per-parameter vector (the diagonal D of D½ H D½)
   grad_scale: dict | None   # Adam's per-layer gradient scales (None for SGD)
   features: Callable      # (params, x) -> the last hidden layer's output, flattened per example
+  outputs_of: Callable | None = None   # (params, x) -> apply_fn's values on a large batch, in the program's
+                                       # micro-batches (a device loop) where it splits batches; None: apply_fn
 
   def loss_on(self, params, x, y):
     return self.loss_fn(self.apply_fn(params, x), y)
@@ -135,7 +137,8 @@ def run(measurements, ctx: Context):
 
 
 def _train_loss(ctx, done):
-  return {'train_loss': ctx.loss_on(ctx.state.params, *ctx.loss_batch)}
+  x, y = ctx.loss_batch
+  return {'train_loss': ctx.loss_fn((ctx.outputs_of or ctx.apply_fn)(ctx.state.params, x), y)}
 
 
 def _batch_loss(ctx, done):

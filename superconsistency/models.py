@@ -12,6 +12,7 @@ argument of `apply` and may be traced.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Callable, NamedTuple
@@ -69,7 +70,9 @@ def _same_pads(size, k, stride):
 
 def slices_conv(x_BxHxWxC, w, stride):
   """The same SAME-padded k×k convolution as one matmul over the k·k strided shifts of the input (im2col by
-  slicing). Linear in x; its transpose (what the gradient wrt x uses) is a matmul and k·k strided pads."""
+  slicing). Linear in x; its transpose (what the gradient wrt x uses) is a matmul and k·k strided pads.
+  The patches are flattened to a 2-D matrix before the matmul: with the batch and spatial axes left as separate
+  contracting axes, XLA:CPU computes the weight gradient (patchesᵀ·dout) several times slower."""
   kh, kw, cin, cout = w.shape
   b, h, wd, _ = x_BxHxWxC.shape
   (oh, ph0, ph1), (ow, pw0, pw1) = _same_pads(h, kh, stride), _same_pads(wd, kw, stride)
@@ -77,7 +80,24 @@ def slices_conv(x_BxHxWxC, w, stride):
   shifts = [jax.lax.slice(x, (0, i, j, 0), (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, cin),
                           (1, stride, stride, 1)) for i in range(kh) for j in range(kw)]
   patches_BxHxWxK = jnp.concatenate(shifts, axis=-1) if len(shifts) > 1 else shifts[0]
-  return patches_BxHxWxK @ w.reshape(kh * kw * cin, cout)
+  out_MxN = patches_BxHxWxK.reshape(b * oh * ow, kh * kw * cin) @ w.reshape(kh * kw * cin, cout)
+  return out_MxN.reshape(b, oh, ow, cout)
+
+
+_DEVICE_LOOP = [False]
+
+
+@contextlib.contextmanager
+def device_loop():
+  """While tracing inside this context, models build their CPU convolutions as the slicing matmul
+  (`slices_conv`), as they do in their own scanned blocks: the code traced here runs inside a device loop
+  (train.py's loop over micro-batches), where XLA:CPU runs its own convolutions many times slower."""
+  before = _DEVICE_LOOP[0]
+  _DEVICE_LOOP[0] = True
+  try:
+    yield
+  finally:
+    _DEVICE_LOOP[0] = before
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -108,10 +128,11 @@ _cpu_conv.defjvp(_cpu_conv_jvp, symbolic_zeros=True)
 def _conv(w, x, mult, stride, backend: str | None = None, in_loop: bool = False):
   """SAME-padded k×k convolution: XLA's own; on CPU a strided one takes the input-gradient term of
   `_cpu_conv_jvp` (a stride-1 convolution's input gradient is a plain convolution, which XLA:CPU does well), and
-  one inside a device loop (`in_loop`: a scanned block) is the slicing matmul throughout, because XLA:CPU runs its
+  one inside a device loop (`in_loop`: a scanned block; or traced under `device_loop()`) is the slicing matmul
+  throughout, because XLA:CPU runs its
   own convolutions inside a loop many times slower (benchmarks/conv.md)."""
   backend = backend or jax.default_backend()
-  if backend == 'cpu' and in_loop:
+  if backend == 'cpu' and (in_loop or _DEVICE_LOOP[0]):
     return mult * slices_conv(x, w, stride)
   if backend != 'cpu' or stride == 1:
     return mult * _xla_conv(x, w, stride)
@@ -158,7 +179,8 @@ def mlp(in_dim: int, num_classes: int, width: int, depth: int, activation: str,
       h = act(z) if l.kind != 'readout' else z
     return (h, acts) if with_activations else h
 
-  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param,
+               per_example=True)
 
 
 def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Parameterization,
@@ -178,19 +200,23 @@ def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Paramete
             'readout': layer(param, width, 'readout', (width * spatial, num_classes))}
   mults = {n: l.multiplier for n, l in layers.items()}
 
+  # ReLU is non-decreasing, so it commutes with the max of a pooling window: pooling first applies it to a
+  # quarter of the entries, and its gradient's mask is taken there (the same values and gradients)
+  pool_act = ((lambda z: act(max_pool(z, 2))) if activation == 'relu' else (lambda z: max_pool(act(z), 2)))
+
   def apply(params, x_BxHxWxC, gamma0=1.0, with_activations=False):
     acts = {}
     z = _conv(params['conv_0'], x_BxHxWxC, mults['conv_0'], 2)
     acts['conv_0'] = z
-    z = _conv(params['conv_1'], max_pool(act(z), 2), mults['conv_1'], 4)
+    z = _conv(params['conv_1'], pool_act(z), mults['conv_1'], 4)
     acts['conv_1'] = z
-    z = max_pool(act(z), 2)
+    z = pool_act(z)
     z = z.reshape(z.shape[0], -1)
     out = _dense(params['readout'], z, mults['readout']) / gamma0
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 1, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 1, param, per_example=True)
 
 
 NORM_FNS = {'none': lambda x: x, 'batch': batch_norm, 'layer': lambda x: layer_norm(x, tuple(range(1, x.ndim)))}
@@ -271,7 +297,8 @@ def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, par
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 3 * blocks, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, 3 * blocks, param,
+               per_example=norm != 'batch')
 
 
 def res_mlp(in_dim: int, num_classes: int, width: int, blocks: int, param: pz.Parameterization,

@@ -78,6 +78,7 @@ class LaneProgram(NamedTuple):
   chunk: callable     # (state, hp, arrays, measurement_index) -> (state, metrics): measure_every steps, measure
   measure: callable   # (state, hp, arrays, measurement_index) -> (state, metrics)
   step: callable      # (state, hp, arrays, plan_t=None) -> state: one optimizer step
+  plan: callable      # (state, arrays) -> the data plan of the next measure_every steps (a leading step axis)
 
 
 def make_optimizer(opt_cfg, model: models.Model):
@@ -103,10 +104,14 @@ def stability_threshold(opt_cfg) -> float:
 
 
 def make_lane_program(model: models.Model, data, cfg, mesh=None,
-                      measurements=measurements_lib.MEASUREMENTS, unroll_solvers: bool = False) -> LaneProgram:
+                      measurements=measurements_lib.MEASUREMENTS, unroll_solvers: bool = False,
+                      microbatches: int = 1) -> LaneProgram:
   """`mesh`: with a `data` axis of size > 1, each batch is split over it (a sharding constraint; XLA adds the
   collectives). `measurements`: what `measure` computes, in order (default: the registry). `unroll_solvers`: the
-  measurement's solver loops are written out (spectra.unrolled_loops), for programs without device loops."""
+  measurement's solver loops are written out (spectra.unrolled_loops), for programs without device loops.
+  `microbatches`: each optimizer step's loss and gradient are the means over this many equal micro-batches of the
+  batch, summed in a device loop (lanes.choose_microbatches says when that is faster); for a loss that is a mean
+  over examples this is the same step up to float rounding."""
   loss_fn = models.LOSSES[cfg.loss]
   tx, lr_multipliers, grad_scale = make_optimizer(cfg.optimizer, model)
   # whether every layer shares one rate (their ratios do not depend on γ0, so γ0 = 1 decides): then η·λ_max(H) is
@@ -127,6 +132,33 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
       out = out - model.apply(jax.lax.stop_gradient(params0), x, gamma0)
     return out
 
+  def loss_and_grad(params, params0, x, y, gamma0):
+    value_and_grad = jax.value_and_grad(lambda p, x, y: loss_fn(forward(p, params0, x, gamma0), y))
+    if microbatches == 1:
+      return value_and_grad(params, *split(x, y))
+    x_MxBx, y_MxBx = (a.reshape((microbatches, a.shape[0] // microbatches) + a.shape[1:]) for a in (x, y))
+
+    def add(total, xy):
+      return jax.tree.map(jnp.add, total, value_and_grad(params, *split(*xy))), None
+    with models.device_loop():   # the model is traced for a device loop: on CPU its convolutions become matmuls
+      zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                           jax.eval_shape(value_and_grad, params, x_MxBx[0], y_MxBx[0]))
+      total, _ = jax.lax.scan(add, zeros, (x_MxBx, y_MxBx))
+    return jax.tree.map(lambda t: t / microbatches, total)
+
+  per_micro = cfg.data.batch_size // microbatches
+
+  def outputs_in_chunks(params, params0, x, gamma0):
+    """forward's values on a batch larger than the training step's micro-batch, a micro-batch at a time in a
+    device loop (measurements: the loss and eval batches), so their activations stay in the caches too."""
+    n = x.shape[0]
+    if microbatches == 1 or n <= per_micro or n % per_micro:
+      return forward(params, params0, x, gamma0)
+    with models.device_loop():
+      out = jax.lax.map(lambda xb: forward(params, params0, xb, gamma0),
+                        x.reshape((n // per_micro, per_micro) + x.shape[1:]))
+    return out.reshape((n,) + out.shape[2:])
+
   def lr_at(hp, step):
     if warmup == 0:
       return hp.lr
@@ -145,8 +177,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
   def step(state: LaneState, hp: LaneHparams, arrays, plan_t=None) -> LaneState:
     if plan_t is None:
       plan_t = jax.tree.map(lambda a: a[0], data.plan(arrays, state.data_key, state.step, 1))
-    x, y = split(*data.batch(arrays, state.data_key, state.step, plan_t))
-    loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(p, state.params0, x, hp.gamma0), y))(state.params)
+    x, y = data.batch(arrays, state.data_key, state.step, plan_t)
+    loss, grads = loss_and_grad(state.params, state.params0, x, y, hp.gamma0)
     if grad_scale is not None:
       grads = {n: g * grad_scale[n] for n, g in grads.items()}
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -174,7 +206,7 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
     apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
     xl, yl = split(arrays['measure_x'][:m.loss_batch], arrays['measure_y'][:m.loss_batch])
     xs, ys = split(arrays['measure_x'][:m.sharpness_batch], arrays['measure_y'][:m.sharpness_batch])
-    out_eval = forward(state.params, state.params0, *split(arrays['eval_x']), hp.gamma0)
+    out_eval = outputs_in_chunks(state.params, state.params0, *split(arrays['eval_x']), hp.gamma0)
     ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, microbatches=m.microbatches)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
     lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
@@ -183,7 +215,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
         cfg=cfg, state=state, hp=hp, arrays=arrays, index=measurement_index, dtype=dtype, key=key,
         apply_fn=apply_fn, loss_fn=loss_fn, task=data.spec.task, loss_batch=(xl, yl), sharpness_batch=(xs, ys),
         eval_outputs=out_eval, ops=ops, lr=lr, lr_multipliers=mults, uniform_rates=uniform_rates, rates=rates,
-        grad_scale=grad_scale, features=features)
+        grad_scale=grad_scale, features=features,
+        outputs_of=lambda params, x: outputs_in_chunks(params, state.params0, x, hp.gamma0))
     with spectra.unrolled_loops(unroll_solvers):
       metrics, done = measurements_lib.run(measurements, ctx)
     metrics = {k: v.astype(dtype) for k, v in metrics.items()}
@@ -191,12 +224,14 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
                               power_vec=done['power_vec'].astype(dtype) if 'power_vec' in done else state.power_vec)
     return new_state, metrics
 
+  def chunk_plan(state, arrays):
+    return data.plan(arrays, state.data_key, state.step, cfg.measure_every)
+
   def chunk(state, hp, arrays, measurement_index=0):
-    plan = data.plan(arrays, state.data_key, state.step, cfg.measure_every)
-    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, plan)
+    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, chunk_plan(state, arrays))
     return measure(state, hp, arrays, measurement_index)
 
-  return LaneProgram(init, chunk, measure, step)
+  return LaneProgram(init, chunk, measure, step, chunk_plan)
 
 
 def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:

@@ -177,7 +177,8 @@ def vit(image_shape, num_classes: int, width: int, depth: int, param: pz.Paramet
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param,
+               per_example=True)
 
 
 def gpt2(vocab_size: int, seq_len: int, width: int, depth: int, param: pz.Parameterization, dtype=jnp.float32, *,
@@ -219,4 +220,5 @@ def gpt2(vocab_size: int, seq_len: int, width: int, depth: int, param: pz.Parame
     acts['readout'] = out
     return (out, acts) if with_activations else out
 
-  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param)
+  return Model(lambda key: init_layers(key, layers, param, dtype), apply, layers, width, depth, param,
+               per_example=True)

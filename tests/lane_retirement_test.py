@@ -160,14 +160,14 @@ def test_cli_budget_run_writes_rows_to_each_budget_and_resumes_after_a_kill(tmp_
     assert a.read() == b.read()
 
 
-def test_auto_program_unrolls_and_steps_from_the_host_for_loop_free_convolutional_models_on_cpu_only():
+def test_auto_program_runs_lanes_and_steps_from_the_host_for_loop_free_convolutional_models_on_cpu_only():
   c = load_config('figure1')
   c.data.num_train, c.data.num_eval, c.measure.loss_batch = 256, 64, 64
   data = data_lib.make_data(c.data, 8, 64, jnp.float32)
   mesh = distributed.make_mesh(c.mesh)
   conv = models.make_model(c.model, data.spec, 4, 1, pz.Parameterization('mup'), jnp.float32)
   assert lanes.uses_convolutions(conv, data)
-  assert lanes.choose_program(conv, data, c, mesh)[:2] == ('unroll', 'host')
+  assert lanes.choose_program(conv, data, c, mesh)[:2] == ('host', 'host')
   q = shrunk_quickstart()
   q_data, mlp = _setup(q)
   assert not lanes.uses_convolutions(mlp, q_data)
@@ -194,7 +194,8 @@ def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes():
   hp = train.lane_grid((0.1, 0.5, 2.0), (1.0,), (0,), jnp.float32)
   mesh = distributed.make_mesh(c.mesh)
   out = {}
-  for how, steps in (('vmap', 'scan'), ('unroll', 'host'), ('vmap', 'host'), ('map', 'scan')):
+  for how, steps in (('vmap', 'scan'), ('unroll', 'host'), ('vmap', 'host'), ('map', 'scan'), ('host', 'host'),
+                     ('host', 'scan')):
     c.program.lanes, c.program.steps = how, steps
     _, out[how, steps], _ = lanes.run_sweep(None, data, c, None, sweep=lanes.compile_sweep(model, data, c, hp, mesh))
   ref = out['vmap', 'scan']
