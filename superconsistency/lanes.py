@@ -161,7 +161,7 @@ def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   """'auto': on CPU, a convolutional model without loops of its own runs one lane's programs, compiled once and
   called lane by lane from the host, with its steps dispatched from the host, because XLA:CPU runs convolutions
   inside a device loop, and batched (grouped) convolutions, many times slower than plain ones
-  (benchmarks/conv.md); unrolling the lanes in one program ran as fast but compiled ~4× longer (benchmarks/figure1.md).
+  (benchmarks/conv.md); unrolling the lanes in one program ran as fast but compiled ~4× longer (docs/design.md).
   A model that loops over its blocks (resnet's lax.scan) keeps vmap + scan: its convolutions sit in that loop
   either way, and unrolling its lanes multiplies a large program's compile time (configs/depth_resnet.py, 40 steps:
   compile 176 s, run 151 s against vmap + scan's). Everything else is vmapped and scanned. The micro-batches:
