@@ -119,11 +119,9 @@ VARIANTS = [
 
 
 def auto_microbatches(width):
-  """lanes.choose_microbatches' rule for this network: the fewest equal micro-batches of the batch whose largest
-  activation (conv_0's output, 16×16×width float32 per example) fits lanes.MICROBATCH_BYTES."""
-  per_example = 16 * 16 * width * 4
-  need = max(1, -(-BATCH * per_example // lanes.MICROBATCH_BYTES))
-  return next(m for m in range(need, BATCH + 1) if BATCH % m == 0)
+  """lanes.choose_microbatches' rule for this network, whose largest activation is conv_0's output (16×16×width
+  float32 per example)."""
+  return lanes.microbatches_for(BATCH, 16 * 16 * width * 4)
 
 
 def timed(fn, args, repeats):

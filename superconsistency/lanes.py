@@ -57,8 +57,7 @@ class HostLanes:
     self.compiled, self.jitted, self.in_axes = compiled, batched, in_axes
 
   def __call__(self, *args):
-    outs = [self.compiled(*lane_args) for lane_args in unstack_lanes(args, self.in_axes)]
-    return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+    return stack_lanes([self.compiled(*lane_args) for lane_args in unstack_lanes(args, self.in_axes)])
 
   def __getattr__(self, name):   # flops, calls, seconds, trace_seconds: the single-lane program's
     return getattr(self.compiled, name)
@@ -67,6 +66,11 @@ class HostLanes:
 def _planned_step(program: LaneProgram):
   """One optimizer step that reads its batch from row t of the chunk's data plan (program.plan)."""
   return lambda state, hp, arrays, plan, t: program.step(state, hp, arrays, jax.tree.map(lambda p: p[t], plan))
+
+
+def stack_lanes(outs):
+  """Per-lane outputs (a list of trees) as one tree with a leading lane axis."""
+  return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
 
 
 def unstack_lanes(args, in_axes):
@@ -152,9 +156,14 @@ def choose_microbatches(model, data, cfg, conv_on_cpu: bool) -> tuple:
     return asked, 'set in the config'
   if not (conv_on_cpu and model.per_example):
     return 1, 'auto'
-  need = math.ceil(batch * largest_activation_bytes(model, data) / MICROBATCH_BYTES)
-  count = next(m for m in range(max(need, 1), batch + 1) if batch % m == 0)
+  count = microbatches_for(batch, largest_activation_bytes(model, data))
   return count, f'auto: activations of {batch} examples over {MICROBATCH_BYTES // 2 ** 20} MiB'
+
+
+def microbatches_for(batch: int, bytes_per_example: int) -> int:
+  """The fewest equal micro-batches of `batch` whose activations (bytes_per_example each) fit MICROBATCH_BYTES."""
+  need = max(math.ceil(batch * bytes_per_example / MICROBATCH_BYTES), 1)
+  return next(m for m in range(need, batch + 1) if batch % m == 0)
 
 
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
@@ -197,16 +206,14 @@ def batch_lanes(f, how: str, in_axes=0):
 
   def over_lanes(*args):
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    if how != 'map':
+      return stack_lanes([f(*lane_args) for lane_args in unstack_lanes(args, axes)])
     per_lane = [a for a, ax in zip(args, axes) if ax == 0]
 
     def one(lane_args):   # f of one lane: its slices of the batched arguments, the shared ones as they are
       it = iter(lane_args)
       return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-    if how == 'map':
-      return jax.lax.map(one, per_lane)
-    num = jax.tree.leaves(per_lane)[0].shape[0]
-    outs = [one(jax.tree.map(lambda v: v[i], per_lane)) for i in range(num)]
-    return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+    return jax.lax.map(one, per_lane)
   return over_lanes
 
 
@@ -337,7 +344,7 @@ class Sweep:
         for t in range(self.cfg.measure_every):
           s = run(s, h, self.arrays, plan, t)
         outs.append(measure(s, h, self.arrays, index))
-      return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+      return stack_lanes(outs)
     if self.choice.steps == 'scan':
       return self.program('chunk', lanes)(state, hp, self.arrays, index)
     step, plan = self.program('step', lanes), self.program('plan', lanes)(state, self.arrays)
