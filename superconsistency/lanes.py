@@ -100,11 +100,16 @@ class ProgramChoice(NamedTuple):
   microbatches  the training batch is split into this many equal micro-batches, whose gradients a device loop
          sums (train.make_lane_program): the same step to float rounding, with activations small enough to stay
          in the CPU's caches
+  lane_group  with lanes='vmap', the programs are vmapped over groups of this many lanes in a device loop over
+         the groups (lax.map's batch_size) instead of over all lanes at once, so that each group's working set
+         stays in the CPU's caches (choose_lane_group); 0, or a batch of lanes no larger: all lanes at once. The
+         same numbers per lane, to float rounding.
   """
   lanes: str
   steps: str
   why: str
   microbatches: int = 1
+  lane_group: int = 0
 
 
 # 'auto' micro-batches keep a model's largest activation per micro-batch under this size: on this project's 2-core
@@ -166,6 +171,25 @@ def microbatches_for(batch: int, bytes_per_example: int) -> int:
   return next(m for m in range(need, batch + 1) if batch % m == 0)
 
 
+# auto lane groups keep the Krylov bases of one group of vmapped lanes under this size: at width 256 a 16-lane MLP
+# sweep's Lanczos bases (11 × 78,336 floats per lane) take 55 MB, and the sweep ran at 1.70 ms per lane-step vmapped
+# over all 16 lanes against 1.34 ms in groups of 2; at width 64 (321 kB per lane) all 16 at once was fastest
+# (benchmarks/sweep.md)
+LANE_GROUP_BYTES = 8 * 2 ** 20
+
+
+def choose_lane_group(model, cfg, on_cpu: bool, one_device: bool) -> int:
+  """Lanes per vmapped group: on one CPU device, as many lanes as keep their Lanczos bases ((measure.num_iters
+  + 1) vectors of the model's size each, the largest per-lane buffers of a chunk) within LANE_GROUP_BYTES, at
+  least 1; 0 (all lanes at once) on GPU/TPU or a sharded sweep axis, where vmapping the whole batch is right."""
+  if not (on_cpu and one_device):
+    return 0
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  bytes_per_lane = (cfg.measure.num_iters + 1) * sum(math.prod(w.shape) * w.dtype.itemsize
+                                                     for w in jax.tree.leaves(params))
+  return int(max(LANE_GROUP_BYTES // bytes_per_lane, 1))
+
+
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   """'auto': on CPU, a convolutional model without loops of its own runs one lane's programs, compiled once and
   called lane by lane from the host, with its steps dispatched from the host, because XLA:CPU runs convolutions
@@ -193,13 +217,26 @@ def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   microbatches, why_micro = choose_microbatches(model, data, cfg, conv_on_cpu)
   if microbatches > 1 and why_micro != why:
     why = f'{why}; microbatches {why_micro}'
-  return ProgramChoice(lanes, steps, why, microbatches)
+  group = choose_lane_group(model, cfg, on_cpu, one_device) if lanes == 'vmap' else 0
+  return ProgramChoice(lanes, steps, why, microbatches, group)
 
 
-def batch_lanes(f, how: str, in_axes=0):
-  """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis), each lane's
-  computation written out in turn and the results stacked ('unroll'), or one lane's computation in a loop over the
-  lanes ('map')."""
+def batch_lanes(f, how: str, in_axes=0, group: int = 0):
+  """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis; with `group` > 0,
+  vmapped over groups of that many lanes in a device loop over the groups), each lane's computation written out in
+  turn and the results stacked ('unroll'), or one lane's computation in a loop over the lanes ('map')."""
+  if how == 'vmap' and group:
+    def in_groups(*args):
+      axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+      per_lane = [a for a, ax in zip(args, axes) if ax == 0]
+      if jax.tree.leaves(per_lane)[0].shape[0] <= group:   # one group: plain vmap
+        return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')(*args)
+
+      def one(lane_args):
+        it = iter(lane_args)
+        return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
+      return jax.lax.map(one, per_lane, batch_size=group)
+    return in_groups
   if how == 'vmap':
     # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
     return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
@@ -278,7 +315,7 @@ class Sweep:
       self._host_lanes(program)
       return
     lanes, rep = distributed.lane_sharding(mesh), distributed.replicated(mesh)
-    batch = lambda f, in_axes=0: batch_lanes(f, choice.lanes, in_axes)
+    batch = lambda f, in_axes=0: batch_lanes(f, choice.lanes, in_axes, choice.lane_group)
     # the measurement index is not batched, so "every k-th measurement" stays a real branch under vmap
     self._jitted = dict(
         init=jax.jit(batch(program.init), in_shardings=lanes, out_shardings=lanes),
@@ -351,6 +388,12 @@ class Sweep:
     for t in range(self.cfg.measure_every):
       state = step(state, hp, self.arrays, plan, t)
     return self.program('measure', lanes)(state, hp, self.arrays, index)
+
+  @property
+  def lane_group(self) -> int:
+    """Lanes per vmapped group of the full batch (0: all at once; see ProgramChoice)."""
+    group = self.choice.lane_group
+    return group if 0 < group < int(self.hp.lr.shape[0]) else 0
 
   def lane_steps(self) -> LaneSteps:
     full = int(self.hp.lr.shape[0]) * self.cfg.num_steps

@@ -334,6 +334,7 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
   # run_s: this group's training without its tracing and compiling (and, if resumed, this process's part)
   plan.programs[plan.groups[g]] = dict(lanes=sweep.choice.lanes, steps=sweep.choice.steps, why=sweep.choice.why,
                                        microbatches=sweep.choice.microbatches,
+                                       lane_group=sweep.lane_group,
                                        measure_fraction_flops=sweep.measure_fraction(), flops=done.flops,
                                        run_s=round(time.time() - start - trace_s - compile_s, 2),
                                        lane_steps_run=lane_steps.run)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -151,6 +152,7 @@ def test_cli_budget_run_writes_rows_to_each_budget_and_resumes_after_a_kill(tmp_
   summary = json.loads((whole / "summary.json").read_text())
   assert summary['lane_steps'] == {'run': 3 * 3 + 1 * 6, 'saved': 3 * 9 - 15}
   assert summary['programs'][0]['lanes'] == 'vmap' and summary['programs'][0]['steps'] == 'scan'
+  assert summary['programs'][0]['lane_group'] == 0   # a small MLP: every lane's Krylov basis fits one group
   killed = tmp_path / 'killed'
   r = run(killed, 'chunk:3')   # after the 2nd chunk: the checkpoint after the 1st holds the re-packed batch
   assert r.returncode == -9, r.stderr[-2000:]
@@ -203,3 +205,30 @@ def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes():
   for key, got in out.items():
     for k in train.METRICS:
       np.testing.assert_allclose(got[k], ref[k], rtol=2e-4, atol=1e-6, err_msg=f'{key} {k}')
+
+
+def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):
+  """lanes.choose_lane_group: on one CPU device a vmapped sweep runs over groups of lanes whose Krylov bases fit
+  LANE_GROUP_BYTES, in a device loop over the groups; the rows are those of the ungrouped program."""
+  c = shrunk_quickstart()
+  c.num_steps, c.measure_every = 4, 2
+  data, model = _setup(c)
+  hp = train.lane_grid((0.25, 0.5, 1.0, 2.0, 4.0), (1.0,), (0,), jnp.float32)
+  mesh = distributed.make_mesh(c.mesh)
+  n_params = sum(int(np.prod(w.shape)) for w in jax.tree.leaves(jax.eval_shape(model.init, jax.random.PRNGKey(0))))
+  basis_bytes = (c.measure.num_iters + 1) * n_params * 4
+  monkeypatch.setattr(lanes, 'LANE_GROUP_BYTES', 2 * basis_bytes + 1)
+  grouped = lanes.compile_sweep(model, data, c, hp, mesh)
+  assert grouped.choice.lane_group == 2 and grouped.lane_group == 2
+  monkeypatch.setattr(lanes, 'LANE_GROUP_BYTES', 10 * basis_bytes)
+  whole = lanes.compile_sweep(model, data, c, hp, mesh)
+  assert whole.choice.lane_group == 10 and whole.lane_group == 0   # 10 ≥ the 5 lanes: one vmap
+  _, got, _ = lanes.run_sweep(None, data, c, None, sweep=grouped)
+  _, ref, _ = lanes.run_sweep(None, data, c, None, sweep=whole)
+  assert np.all(np.isfinite(ref['sharpness'])) and ref['train_loss'][0, -1] != ref['train_loss'][4, -1]
+  for k in train.METRICS:
+    np.testing.assert_allclose(got[k], ref[k], rtol=2e-5, atol=1e-7, err_msg=k)
+  monkeypatch.setattr(lanes, 'LANE_GROUP_BYTES', 1)
+  assert lanes.choose_lane_group(model, c, on_cpu=True, one_device=True) == 1
+  assert lanes.choose_lane_group(model, c, on_cpu=False, one_device=True) == 0   # GPU/TPU: all lanes at once
+  assert lanes.choose_lane_group(model, c, on_cpu=True, one_device=False) == 0   # lanes sharded over devices

@@ -106,6 +106,28 @@ def test_vmapped_lanczos_equals_known_tops():
     np.testing.assert_allclose(np.asarray(top), [1.0, 2.0, 4.0], rtol=1e-10)
 
 
+def test_lanczos_restarts_after_breakdown_find_multiplicities_vmapped_as_alone():
+  """Operators with few distinct eigenvalues exhaust the Krylov space within a few steps; each restart vector
+  (orthogonalized with w in one pass, no branch) must keep the multiplicities, and a vmapped solve (where the old
+  lax.cond ran both sides) equals the solve alone."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    spectra_ = [np.r_[3.0, 2.0, 1.0, np.zeros(37)], np.r_[2.0, 2.0, 2.0, 1.0, np.zeros(36)]]
+    mats = jnp.asarray(np.stack([q @ np.diag(e) @ q.T for e in spectra_]))
+    solve = lambda m: spectra.lanczos(lambda v: m @ v, 40, 12, jax.random.PRNGKey(7), k=4)
+    batched = jax.jit(jax.vmap(solve))(mats)
+    for i, e in enumerate(spectra_):
+      alone = jax.jit(solve)(mats[i])
+      np.testing.assert_allclose(np.asarray(alone.eigenvalues), np.sort(e)[::-1][:4], atol=1e-10)
+      np.testing.assert_allclose(np.asarray(batched.eigenvalues[i]), np.asarray(alone.eigenvalues), atol=1e-12)
+      for theta, y in zip(alone.eigenvalues, alone.eigenvectors):   # Ritz pairs are eigenpairs
+        assert float(jnp.linalg.norm(mats[i] @ y - theta * y)) < 1e-8
+    _, _, basis = jax.jit(lambda m: spectra.lanczos_tridiagonal(lambda v: m @ v, jnp.ones(40), 12,
+                                                                jax.random.PRNGKey(7)))(mats[1])
+    np.testing.assert_allclose(np.asarray(basis @ basis.T), np.eye(13), atol=1e-10)   # restarts stay orthonormal
+
+
 def _ritz_errors(matvec, v0, num_iters, exact):
   """Relative error of the top Ritz value after m = 1..num_iters Lanczos steps from v0 (leading m×m blocks of one
   run's tridiagonal matrix)."""
