@@ -171,11 +171,11 @@ def microbatches_for(batch: int, bytes_per_example: int) -> int:
   return next(m for m in range(need, batch + 1) if batch % m == 0)
 
 
-# auto lane groups keep the Krylov bases of one group of vmapped lanes under this size: at width 256 a 16-lane MLP
-# sweep's Lanczos bases (11 × 78,336 floats per lane) take 55 MB, and the sweep ran at 1.70 ms per lane-step vmapped
-# over all 16 lanes against 1.34 ms in groups of 2; at width 64 (321 kB per lane) all 16 at once was fastest
-# (benchmarks/sweep.md)
-LANE_GROUP_BYTES = 8 * 2 ** 20
+# auto lane groups keep the Krylov bases of one group of vmapped lanes under this size (half this machine's 32 MiB
+# L3): at width 256 a 16-lane MLP sweep's Lanczos bases (11 × 78,336 floats per lane) take 55 MB, and the sweep ran
+# at 1.70 ms per lane-step vmapped over all 16 lanes against 1.34 / 1.41 / 1.43 ms in groups of 2 / 4 / 8; at width
+# 64 (321 kB per lane) all 16 at once was fastest (benchmarks/sweep.md)
+LANE_GROUP_BYTES = 16 * 2 ** 20
 
 
 def choose_lane_group(model, cfg, on_cpu: bool, one_device: bool) -> int:
@@ -188,6 +188,15 @@ def choose_lane_group(model, cfg, on_cpu: bool, one_device: bool) -> int:
   bytes_per_lane = (cfg.measure.num_iters + 1) * sum(math.prod(w.shape) * w.dtype.itemsize
                                                      for w in jax.tree.leaves(params))
   return int(max(LANE_GROUP_BYTES // bytes_per_lane, 1))
+
+
+def group_size(lanes: int, group: int) -> int | None:
+  """Lanes per group for a batch of `lanes` under ProgramChoice.lane_group = `group`: the largest divisor of
+  `lanes` not above `group` (equal groups: lax.map with a remainder would trace and compile the program twice);
+  None when every lane fits one group."""
+  if lanes <= group:
+    return None
+  return next(size for size in range(group, 0, -1) if lanes % size == 0)
 
 
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
@@ -229,13 +238,14 @@ def batch_lanes(f, how: str, in_axes=0, group: int = 0):
     def in_groups(*args):
       axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
       per_lane = [a for a, ax in zip(args, axes) if ax == 0]
-      if jax.tree.leaves(per_lane)[0].shape[0] <= group:   # one group: plain vmap
+      size = group_size(jax.tree.leaves(per_lane)[0].shape[0], group)
+      if size is None:   # one group: plain vmap
         return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')(*args)
 
       def one(lane_args):
         it = iter(lane_args)
         return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-      return jax.lax.map(one, per_lane, batch_size=group)
+      return jax.lax.map(one, per_lane, batch_size=size if size > 1 else None)
     return in_groups
   if how == 'vmap':
     # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
@@ -393,7 +403,7 @@ class Sweep:
   def lane_group(self) -> int:
     """Lanes per vmapped group of the full batch (0: all at once; see ProgramChoice)."""
     group = self.choice.lane_group
-    return group if 0 < group < int(self.hp.lr.shape[0]) else 0
+    return (group_size(int(self.hp.lr.shape[0]), group) or 0) if group else 0
 
   def lane_steps(self) -> LaneSteps:
     full = int(self.hp.lr.shape[0]) * self.cfg.num_steps

@@ -213,7 +213,7 @@ def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):
   c = shrunk_quickstart()
   c.num_steps, c.measure_every = 4, 2
   data, model = _setup(c)
-  hp = train.lane_grid((0.25, 0.5, 1.0, 2.0, 4.0), (1.0,), (0,), jnp.float32)
+  hp = train.lane_grid((0.25, 0.5, 1.0, 1.5, 2.0, 4.0), (1.0,), (0,), jnp.float32)
   mesh = distributed.make_mesh(c.mesh)
   n_params = sum(int(np.prod(w.shape)) for w in jax.tree.leaves(jax.eval_shape(model.init, jax.random.PRNGKey(0))))
   basis_bytes = (c.measure.num_iters + 1) * n_params * 4
@@ -222,7 +222,7 @@ def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):
   assert grouped.choice.lane_group == 2 and grouped.lane_group == 2
   monkeypatch.setattr(lanes, 'LANE_GROUP_BYTES', 10 * basis_bytes)
   whole = lanes.compile_sweep(model, data, c, hp, mesh)
-  assert whole.choice.lane_group == 10 and whole.lane_group == 0   # 10 ≥ the 5 lanes: one vmap
+  assert whole.choice.lane_group == 10 and whole.lane_group == 0   # 10 ≥ the 6 lanes: one vmap
   _, got, _ = lanes.run_sweep(None, data, c, None, sweep=grouped)
   _, ref, _ = lanes.run_sweep(None, data, c, None, sweep=whole)
   assert np.all(np.isfinite(ref['sharpness'])) and ref['train_loss'][0, -1] != ref['train_loss'][4, -1]
@@ -230,5 +230,7 @@ def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):
     np.testing.assert_allclose(got[k], ref[k], rtol=2e-5, atol=1e-7, err_msg=k)
   monkeypatch.setattr(lanes, 'LANE_GROUP_BYTES', 1)
   assert lanes.choose_lane_group(model, c, on_cpu=True, one_device=True) == 1
+  # equal groups (lax.map with a remainder would compile the program twice): the largest divisor within the limit
+  assert [lanes.group_size(n, 4) for n in (4, 3, 8, 6, 7, 12)] == [None, None, 4, 3, 1, 4]
   assert lanes.choose_lane_group(model, c, on_cpu=False, one_device=True) == 0   # GPU/TPU: all lanes at once
   assert lanes.choose_lane_group(model, c, on_cpu=True, one_device=False) == 0   # lanes sharded over devices
