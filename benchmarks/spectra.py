@@ -51,7 +51,8 @@ cross-entropy loss, MNIST-1D inputs (generated locally). What each number means:
    estimates differ by < tol), over several torch seeds and tol values; the fastest setting for which every seed
    lands within 1e-3 of our float64 reference is compared. HVPs are counted by wrapping PyHessian's
    `hessian_vector_product`. Speed ratio = PyHessian median time / our median time (target ≥ 5×). Also reported:
-   the same Lanczos on a linearized HVP, and the time of our m HVPs alone (to split ours into HVPs + solver).
+   the same Lanczos on a linearized HVP, and the time of our m HVPs alone (to split ours into HVPs + solver); these
+   three are timed interleaved (each called in turn at every start vector).
 """
 from __future__ import annotations
 
@@ -171,6 +172,21 @@ def interleaved_medians(fns, reps):
       jax.block_until_ready(f(*a))
       times[n].append((time.perf_counter() - t0) / k)
   return {n: (statistics.median(t), min(t)) for n, t in times.items()}
+
+
+def interleaved_median_times(fs, args_list, reps):
+  """Median wall time of each f(*args) over reps × len(args_list) calls (after one warm-up call each), the
+  functions called in turn at every argument, so that a change of the machine's load falls on all of them."""
+  for f in fs:
+    jax.block_until_ready(f(*args_list[0]))
+  times = [[] for _ in fs]
+  for _ in range(reps):
+    for args in args_list:
+      for f, ts in zip(fs, times):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        ts.append(time.perf_counter() - t0)
+  return [statistics.median(ts) for ts in times]
 
 
 def median_time(f, args_list, reps):
@@ -603,7 +619,6 @@ def bench_ours(s, model, params32, x, y, counts, ref):
       break
     m += 1
   log(f'[4] ours: Lanczos m={m}, float32 max rel err {max(errs):.2e}, compile {ct:.2f} s')
-  t, _ = median_time(compiled, [(params32, x, y, k) for k in keys], s['our_reps'])
 
   # alternative: the same Lanczos on the linearized HVP (gradient linearized once at θ)
   def fn_lin(p, x, y, key):
@@ -613,7 +628,6 @@ def bench_ours(s, model, params32, x, y, counts, ref):
                            dtype=flat.dtype).eigenvalues[0]
   compiled_lin, ct_lin = aot(fn_lin, params32, x, y, keys[0])
   errs_lin = [abs(float(compiled_lin(params32, x, y, k)) - ref) / abs(ref) for k in keys]
-  t_lin, _ = median_time(compiled_lin, [(params32, x, y, k) for k in keys], s['our_reps'])
 
   # diagnostic: the m HVPs alone (same HVP, fori_loop, normalize only), to split the time into HVPs + solver
   def fn_hvps(p, x, y, key):
@@ -621,7 +635,9 @@ def bench_ours(s, model, params32, x, y, counts, ref):
     v0 = jax.random.normal(key, flat.shape, flat.dtype)
     return jax.lax.fori_loop(0, m, lambda i, v: (lambda w: w / jnp.linalg.norm(w))(matvec(v)), v0)[0]
   compiled_hvps, _ = aot(fn_hvps, params32, x, y, keys[0])
-  t_hvps, _ = median_time(compiled_hvps, [(params32, x, y, k) for k in keys], s['our_reps'])
+  # the three timed interleaved, so that the split into HVPs + solver is not a difference of two load levels
+  t, t_lin, t_hvps = interleaved_median_times((compiled, compiled_lin, compiled_hvps),
+                                              [(params32, x, y, k) for k in keys], s['our_reps'])
   log(f'[4] ours: {t * 1e3:.1f} ms (linearized HVP: {t_lin * 1e3:.1f} ms; the {m} HVPs alone: {t_hvps * 1e3:.1f} ms)')
   return dict(m=m, errs=errs, compile=ct, time=t, tried=tried, errs_lin=errs_lin, compile_lin=ct_lin, time_lin=t_lin,
               time_hvps=t_hvps)

@@ -11,7 +11,9 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
                  every lane; `train.run_lane` itself rebuilds the program on every call and so pays the compile once
                  per lane (the report gives that total too, computed from the measured single compile).
    Compile time (lower + compile, ahead of time) is reported apart from run time. Each executable is run once in
-   full to warm up, then a second full run is timed (host sync after every chunk, as in a real run). Reported: time
+   full to warm up, then `rounds` (5) rounds of full runs are timed, every procedure once per round, interleaved,
+   so that a change of the machine's load falls on all of them; the time is the median over the rounds (host sync
+   after every chunk, as in a real run). Reported: time
    per lane-step for both, the ratio sequential / vmapped, and the max |Δ| between the vmapped and sequential lanes'
    final train_loss (and over all metrics).
 2. HVP / gradient time. The same model at widths 256 and 1024, cross-entropy on a batch of 256: a jitted gradient
@@ -47,10 +49,10 @@ from superconsistency import lanes
 from superconsistency import train as T  # noqa: E402
 
 FULL = dict(widths=(64, 256), depth=3, num_lanes=16, num_steps=100, measure_every=25, sharpness_batch=128, num_iters=10,
-            loss_batch=512, num_train=4000, num_eval=1000,
+            loss_batch=512, rounds=5, num_train=4000, num_eval=1000,
             hvp_widths=(256, 1024), hvp_batch=256, hvp_reps=20)
 QUICK = dict(widths=(32,), depth=3, num_lanes=4, num_steps=10, measure_every=5, sharpness_batch=32, num_iters=3,
-             loss_batch=64, num_train=256, num_eval=64,
+             loss_batch=64, rounds=2, num_train=256, num_eval=64,
              hvp_widths=(32, 64), hvp_batch=64, hvp_reps=5)
 LR_RANGE = (0.05, 2.0)
 
@@ -135,46 +137,48 @@ def bench_sweep(s, log):
   fns_v, compile_v = compile_lane_fns(T.make_lane_program(model, data, c), hp_v, data.arrays, vmapped=True,
                                       group=group)
   log(f'vmapped: compiled in {compile_v:.2f}s (lane groups of {group or "all lanes"})')
-  t0 = time.perf_counter()
-  run_lanes(fns_v, hp_v, data.arrays, n_chunks)
-  warm_v = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  metrics_v, div_v = run_lanes(fns_v, hp_v, data.arrays, n_chunks)
-  run_v = time.perf_counter() - t0
-  log(f'vmapped: warm-up run {warm_v:.2f}s, timed run {run_v:.2f}s')
-
-  # one program with plain matmuls: every lane's operations written out in turn (program.lanes='unroll'), or one
-  # lane's program in a device loop over the lanes (program.lanes='map')
-  other = {}
+  # other programs for the same lanes: vmapped over all lanes at once (where the run groups them), every lane's
+  # operations written out in turn (program.lanes='unroll'), one lane's program in a device loop over the lanes ('map')
+  compiled = {}
   for how in (('vmap, all lanes at once',) if group else ()) + ('unroll', 'map'):
-    fns, compile_h = compile_lane_fns(T.make_lane_program(model, data, c), hp, data.arrays, vmapped=True,
-                                      how=how.split(',')[0])
-    run_lanes(fns, hp, data.arrays, n_chunks)
-    t0 = time.perf_counter()
-    metrics_h, _ = run_lanes(fns, hp, data.arrays, n_chunks)
-    other[how] = dict(compile=compile_h, run=time.perf_counter() - t0, metrics=metrics_h)
-    log(f'{how}: compiled in {compile_h:.2f}s, timed run {other[how]["run"]:.2f}s')
-
+    compiled[how] = compile_lane_fns(T.make_lane_program(model, data, c), hp, data.arrays, vmapped=True,
+                                     how=how.split(',')[0])
+    log(f'{how}: compiled in {compiled[how][1]:.2f}s')
   # sequential: one un-vmapped executable, the lanes one after another
   lane_hp = [T.LaneHparams(hp.lr[i], hp.gamma0[i], hp.seed[i]) for i in range(n_lanes)]
   fns_s, compile_s = compile_lane_fns(T.make_lane_program(model, data, c), lane_hp[0], data.arrays, vmapped=False)
   log(f'sequential: compiled in {compile_s:.2f}s')
-  t0 = time.perf_counter()
-  for h in lane_hp:
-    run_lanes(fns_s, h, data.arrays, n_chunks)
-  warm_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  per_lane = [run_lanes(fns_s, h, data.arrays, n_chunks) for h in lane_hp]
-  run_s = time.perf_counter() - t0
-  log(f'sequential: warm-up run {warm_s:.2f}s, timed run {run_s:.2f}s')
-  metrics_s = {k: np.stack([m[k] for m, _ in per_lane]) for k in T.METRICS}
-  div_s = np.array([int(d) for _, d in per_lane])
+
+  def sequential():
+    per_lane = [run_lanes(fns_s, h, data.arrays, n_chunks) for h in lane_hp]
+    return ({k: np.stack([m[k] for m, _ in per_lane]) for k in T.METRICS},
+            np.array([int(d) for _, d in per_lane]))
+  runs = {'vmapped': lambda: run_lanes(fns_v, hp_v, data.arrays, n_chunks), 'sequential': sequential}
+  runs.update({how: (lambda fns=fns: run_lanes(fns, hp, data.arrays, n_chunks)) for how, (fns, _) in compiled.items()})
+  # one warm-up run each, then s['rounds'] timed rounds, the procedures interleaved within a round, so that a change
+  # of the machine's load falls on all of them; time = the median over the rounds
+  warm, times, out = {}, {name: [] for name in runs}, {}
+  for name, fn in runs.items():
+    t0 = time.perf_counter()
+    fn()
+    warm[name] = time.perf_counter() - t0
+  for _ in range(s['rounds']):
+    for name, fn in runs.items():
+      t0 = time.perf_counter()
+      out[name] = fn()
+      times[name].append(time.perf_counter() - t0)
+  run = {name: statistics.median(t) for name, t in times.items()}
+  log('timed runs (s): ' + '; '.join(f'{n} ' + ', '.join(f'{x:.2f}' for x in t) for n, t in times.items()))
+  (metrics_v, div_v), (metrics_s, div_s) = out['vmapped'], out['sequential']
+  warm_v, warm_s, run_v, run_s = warm['vmapped'], warm['sequential'], run['vmapped'], run['sequential']
+  other = {how: dict(compile=compiled[how][1], run=run[how], metrics=out[how][0]) for how in compiled}
 
   diff_final = nan_abs_diff(metrics_v['train_loss'][:, -1], metrics_s['train_loss'][:, -1])
   diff_all = max(nan_abs_diff(metrics_v[k], metrics_s[k]) for k in T.METRICS)
   per_v, per_s = run_v / lane_steps, run_s / lane_steps
   return dict(
-      width=s['width'], settings=c, lrs=lrs, group=group, n_lanes=n_lanes, lane_steps=lane_steps, n_params=sum(
+      width=s['width'], settings=c, lrs=lrs, group=group,
+      times_v=', '.join(f'{t:.3g}' for t in times['vmapped']), times_s=', '.join(f'{t:.3g}' for t in times['sequential']), n_lanes=n_lanes, lane_steps=lane_steps, n_params=sum(
           int(np.prod(w.shape)) for w in jax.eval_shape(model.init, jax.random.PRNGKey(0)).values()),
       compile_v=compile_v, compile_s=compile_s, warm_v=warm_v, warm_s=warm_s, run_v=run_v, run_s=run_s,
       per_v=per_v, per_s=per_s, ratio=per_s / per_v, diff_final=diff_final, diff_all=diff_all,
@@ -277,8 +281,8 @@ def report(quick, s, info, sws, hv, total):
              f'batch {c.data.batch_size}; {sw["n_lanes"]} lanes = learning rates log-spaced '
              f'{LR_RANGE[0]}..{LR_RANGE[1]}; {c.num_steps} steps, a measurement every {c.measure_every} steps '
              f'(train loss on {c.measure.loss_batch}, eval on {c.data.num_eval}, λ_max by {c.measure.solver} with '
-             f'{c.measure.num_iters} HVPs on {c.measure.sharpness_batch} examples). Run time = second full run '
-             f'(the first one warms up), host sync after every chunk; lane-steps = {sw["n_lanes"]} × {c.num_steps} '
+             f'{c.measure.num_iters} HVPs on {c.measure.sharpness_batch} examples). Run time = median of '
+             f'{s["rounds"]} full runs, the procedures interleaved (after a warm-up run each), host sync after every chunk; lane-steps = {sw["n_lanes"]} × {c.num_steps} '
              f'= {sw["lane_steps"]}.')
     L.append('')
     L.append('| | vmapped (1 program, all lanes) | sequential (un-vmapped, lane by lane) |')
@@ -286,7 +290,8 @@ def report(quick, s, info, sws, hv, total):
     L.append(f'| compile (lower + compile, init/measure/chunk) | {sw["compile_v"]:.2f} s | {sw["compile_s"]:.2f} s '
              f'(one executable, shared by the lanes) |')
     L.append(f'| warm-up run | {sw["warm_v"]:.3f} s | {sw["warm_s"]:.3f} s |')
-    L.append(f'| timed run | {sw["run_v"]:.3f} s | {sw["run_s"]:.3f} s |')
+    L.append(f'| timed run (median of {s["rounds"]}; all) | {sw["run_v"]:.3f} s ({sw["times_v"]}) | '
+             f'{sw["run_s"]:.3f} s ({sw["times_s"]}) |')
     L.append(f'| **time per lane-step** | **{ms(sw["per_v"])}** | **{ms(sw["per_s"])}** |')
     L.append(f'| compile + timed run | {sw["compile_v"] + sw["run_v"]:.2f} s | {sw["compile_s"] + sw["run_s"]:.2f} s |')
     L.append(f'| compile + timed run, compiling once per lane as `train.run_lane` does (computed) | — | '

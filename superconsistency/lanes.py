@@ -172,9 +172,9 @@ def microbatches_for(batch: int, bytes_per_example: int) -> int:
 
 
 # auto lane groups keep the Krylov bases of one group of vmapped lanes under this size (half this machine's 32 MiB
-# L3): at width 256 a 16-lane MLP sweep's Lanczos bases (11 × 78,336 floats per lane) take 55 MB, and the sweep ran
-# at 1.70 ms per lane-step vmapped over all 16 lanes against 1.34 / 1.41 / 1.43 ms in groups of 2 / 4 / 8; at width
-# 64 (321 kB per lane) all 16 at once was fastest (benchmarks/sweep.md)
+# L3): at width 256 a 16-lane MLP sweep's Lanczos bases (11 × 78,336 floats per lane) take 55 MB; vmapped over all
+# 16 lanes it ran at 0.95× the lanes' speed one by one, in groups of 4 at 1.04×; at width 64 (321 kB per lane) all
+# 16 at once was fastest (benchmarks/sweep.md)
 LANE_GROUP_BYTES = 16 * 2 ** 20
 
 
@@ -234,33 +234,23 @@ def batch_lanes(f, how: str, in_axes=0, group: int = 0):
   """`f` over a leading lane axis: jax.vmap (lanes sharded over the mesh's `sweep` axis; with `group` > 0,
   vmapped over groups of that many lanes in a device loop over the groups), each lane's computation written out in
   turn and the results stacked ('unroll'), or one lane's computation in a loop over the lanes ('map')."""
-  if how == 'vmap' and group:
-    def in_groups(*args):
-      axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-      per_lane = [a for a, ax in zip(args, axes) if ax == 0]
-      size = group_size(jax.tree.leaves(per_lane)[0].shape[0], group)
-      if size is None:   # one group: plain vmap
-        return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')(*args)
-
-      def one(lane_args):
-        it = iter(lane_args)
-        return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-      return jax.lax.map(one, per_lane, batch_size=size if size > 1 else None)
-    return in_groups
-  if how == 'vmap':
+  if how == 'vmap' and not group:
     # spmd_axis_name: sharding constraints inside a lane (the batch over `data`) keep the lane axis on `sweep`
     return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')
 
   def over_lanes(*args):
     axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    if how != 'map':
+    if how == 'unroll':
       return stack_lanes([f(*lane_args) for lane_args in unstack_lanes(args, axes)])
     per_lane = [a for a, ax in zip(args, axes) if ax == 0]
+    size = group_size(jax.tree.leaves(per_lane)[0].shape[0], group) if how == 'vmap' else 1
+    if size is None:   # every lane fits one group: plain vmap
+      return jax.vmap(f, in_axes=in_axes, spmd_axis_name='sweep')(*args)
 
     def one(lane_args):   # f of one lane: its slices of the batched arguments, the shared ones as they are
       it = iter(lane_args)
       return f(*[next(it) if ax == 0 else a for a, ax in zip(args, axes)])
-    return jax.lax.map(one, per_lane)
+    return jax.lax.map(one, per_lane, batch_size=size if size > 1 else None)
   return over_lanes
 
 

@@ -236,23 +236,44 @@ class LanczosResult(NamedTuple):
   residuals: jax.Array      # (k,) |β_m · s_m| = ‖A y − θ y‖ for each Ritz pair (a posteriori error bound)
 
 
+def _orthonormal_to(key, basis, mask):
+  """A Gaussian vector from `key`, made orthonormal to the rows of `basis` that `mask` keeps."""
+  candidate = jax.random.normal(key, basis.shape[1:], basis.dtype)
+  for _ in range(2):  # classical Gram-Schmidt twice: enough to hold orthogonality to rounding
+    candidate = candidate - basis.T @ (mask * (basis @ candidate))
+  return candidate / jnp.linalg.norm(candidate)
+
+
+@jax.custom_batching.custom_vmap
+def _restart_vector(broke, key, basis, mask):
+  """On a Lanczos breakdown (`broke`): a Gaussian vector from `key` made orthonormal to the basis; otherwise zeros,
+  without drawing it or reading the basis. A real branch alone and under vmap: a `lax.cond` on a batched predicate runs both sides, and the
+  orthogonalization at every step read each lane's basis four more times (a 16-lane width-256 MLP sweep's vmapped
+  measurement took 25 ms per lane against 16 ms without it); the batching rule branches once on "any lane broke
+  down" instead."""
+  return jax.lax.cond(broke, _orthonormal_to, lambda k, q, m: jnp.zeros_like(q[0]), key, basis, mask)
+
+
+@_restart_vector.def_vmap
+def _restart_vector_batched(axis_size, in_batched, broke, key, basis, mask):
+  broke, key, basis, mask = (a if batched else jnp.broadcast_to(a, (axis_size,) + a.shape)
+                             for a, batched in zip((broke, key, basis, mask), in_batched))
+  each = jax.vmap(lambda b, k, q, m: jnp.where(b, _orthonormal_to(k, q, m), 0.0))
+  fresh = jax.lax.cond(jnp.any(broke), each, lambda b, k, q, m: jnp.zeros_like(q[:, 0]), broke, key, basis, mask)
+  return fresh, True
+
+
 def lanczos_tridiagonal(matvec: Callable, v0, num_iters: int, key):
   """m = num_iters steps of Lanczos with full reorthogonalization from v0 (normalized here, so any nonzero norm;
   a zero or non-finite v0 gives NaN). Returns (alphas, betas, basis).
 
   When the Krylov space is exhausted (an invariant subspace is found), the next basis vector is a fresh random
   vector orthogonal to the basis and the coupling is set to 0, so repeated eigenvalues appear with their
-  multiplicity instead of being skipped, and no ghost copies appear. The fresh vector at step i is a cyclic shift
-  (by i + 1) of one Gaussian vector drawn from `key`: Gaussian, and almost surely independent of the basis.
-
-  Why no branch for the restart: under vmap a `lax.cond` runs both sides, and drawing and orthogonalizing a random
-  vector at every step read each lane's basis four more times: the vmapped measurement of a 16-lane width-256
-  sweep took 25 ms per lane against 16 ms without (benchmarks/sweep.md). Here the candidate restart vector is
-  orthogonalized in the same pass as w, as a second column, so the basis is read as often as without it.
+  multiplicity instead of being skipped, and no ghost copies appear. The fresh vector at step i is drawn from
+  fold_in(key, i), only when step i breaks down (`_restart_vector`).
   """
   m, dim, dtype = num_iters, v0.shape[0], v0.dtype
   basis = jnp.zeros((m + 1, dim), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-  spare = jax.random.normal(key, (dim,), dtype)
   eps = jnp.finfo(dtype).eps
 
   def body(i, carry):
@@ -265,12 +286,11 @@ def lanczos_tridiagonal(matvec: Callable, v0, num_iters: int, key):
     w = w - alpha * v - jnp.where(i > 0, betas[jnp.maximum(i - 1, 0)], 0.0) * basis[jnp.maximum(i - 1, 0)]
     mask = (jnp.arange(m + 1) <= i).astype(dtype)
     w = w - basis.T @ (mask * (basis @ w))
-    restart = jnp.roll(spare, i + 1)
-    restart = restart - basis.T @ (mask * (basis @ restart))
     beta = jnp.linalg.norm(w)
     scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
     ok = beta > 100 * eps * scale
-    v_next = jnp.where(ok, w / jnp.where(ok, beta, 1.0), restart / jnp.linalg.norm(restart))
+    fresh = _restart_vector(~ok, jax.random.fold_in(key, i), basis, mask)
+    v_next = jnp.where(ok, w / jnp.where(ok, beta, 1.0), fresh)
     beta = jnp.where(ok, beta, 0.0)
     return basis.at[i + 1].set(v_next), alphas.at[i].set(alpha), betas.at[i].set(beta), scale
 
