@@ -7,6 +7,32 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.monitoring
+
+
+# JAX's monitoring events for compiles that consult the cache, and for those it answered: counted for the whole
+# process, so that a run's summary.json can say how many of its programs were loaded instead of compiled
+_EVENTS = {'/jax/compilation_cache/compile_requests_use_cache': 'requests',
+           '/jax/compilation_cache/cache_hits': 'hits'}
+_COUNTS = dict.fromkeys(_EVENTS.values(), 0)
+
+
+def _count(event: str, **_):
+  # JAX announces a cache request for every compile while no directory is set too (and then finds nothing)
+  if event in _EVENTS and jax.config.jax_compilation_cache_dir:
+    _COUNTS[_EVENTS[event]] += 1
+
+
+jax.monitoring.register_event_listener(_count)
+
+
+def counts() -> dict:
+  """{'requests': compiles that consulted the cache, 'hits': those loaded from it} so far in this process."""
+  return dict(_COUNTS)
+
+
+def counts_since(before: dict) -> dict:
+  return {k: v - before[k] for k, v in counts().items()}
 
 
 def default_directory() -> str:

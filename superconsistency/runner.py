@@ -27,6 +27,7 @@ import numpy as np
 
 from superconsistency import best_rate
 from superconsistency import checkpoint
+from superconsistency import compile_cache
 from superconsistency import config as config_lib
 from superconsistency import coord_check
 from superconsistency import data as data_lib
@@ -448,7 +449,8 @@ def _rows(plan: Plan, g, steps, metrics, diverged_step, budgets):
   return rows, density_rows
 
 
-def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool, extensions=()) -> dict:
+def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool, extensions=(),
+           cache=None) -> dict:
   """The coordinate check, the summary and the plots (process 0; all from the files already written)."""
   cfg, workdir = plan.cfg, plan.workdir
   if cfg.coord_check.enabled:
@@ -474,6 +476,9 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
                  # matrix FLOPs of the sweep's compiled programs (flops.py), and per second of `run` time: set
                  # that against the machine's matmul peak (benchmarks/machine.py) for the utilization
                  flops=dict(total=spent.flops, per_second_run=spent.flops / max(run_time, 1e-9), exact=spent.exact),
+                 # this run's compiles that consulted the persistent cache, and those it answered (0 and 0 with the
+                 # cache off)
+                 compile_cache=cache or dict(requests=0, hits=0),
                  # optimizer steps summed over the lanes of each compiled batch (padding included), and those that
                  # lanes retiring at divergence or at their budget (sweep.lane_steps) saved
                  lane_steps=dict(run=spent.lane_steps_run, saved=spent.lane_steps_saved),
@@ -504,6 +509,7 @@ def run(cfg, workdir: str, overwrite: bool = False, progress: bool = True, plots
 
 
 def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
+  cache_before = compile_cache.counts()
   sweeps = _Sweeps(plan)
   ckpt, restored = open_checkpoints(plan, overwrite, sweeps)
   start(plan, restored)
@@ -554,7 +560,7 @@ def _run_locked(plan: Plan, overwrite, progress, plots, start_time):
   if not distributed.is_writer():
     ckpt.close()
     return {}
-  summary = finish(plan, train_time, spent, start_time, plots, extensions)
+  summary = finish(plan, train_time, spent, start_time, plots, extensions, compile_cache.counts_since(cache_before))
   if checkpoint.sigterm.received:
     raise checkpoint.Preempted(_preempted_message(plan.workdir, done))
   results.write_json(os.path.join(plan.workdir, 'summary.json'), results.json_safe(summary))   # last: marks the run finished
