@@ -247,10 +247,10 @@ def _orthonormal_to(key, basis, mask):
 @jax.custom_batching.custom_vmap
 def _restart_vector(broke, key, basis, mask):
   """On a Lanczos breakdown (`broke`): a Gaussian vector from `key` made orthonormal to the basis; otherwise zeros,
-  without drawing it or reading the basis. A real branch alone and under vmap: a `lax.cond` on a batched predicate runs both sides, and the
-  orthogonalization at every step read each lane's basis four more times (a 16-lane width-256 MLP sweep's vmapped
-  measurement took 25 ms per lane against 16 ms without it); the batching rule branches once on "any lane broke
-  down" instead."""
+  without drawing it or reading the basis. A real branch alone and under vmap: a `lax.cond` on a batched predicate
+  runs both sides, and drawing and orthogonalizing at every step read each lane's basis four more times (a 16-lane
+  width-256 MLP sweep's vmapped measurement took 25 ms per lane against 16 ms without it); the batching rule
+  branches once on "any lane broke down" instead."""
   return jax.lax.cond(broke, _orthonormal_to, lambda k, q, m: jnp.zeros_like(q[0]), key, basis, mask)
 
 
