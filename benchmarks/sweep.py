@@ -285,7 +285,7 @@ def report(quick, s, info, sws, hv, total):
              f'{s["rounds"]} full runs, the procedures interleaved (after a warm-up run each), host sync after every chunk; lane-steps = {sw["n_lanes"]} × {c.num_steps} '
              f'= {sw["lane_steps"]}.')
     L.append('')
-    L.append('| | vmapped (1 program; all lanes, or auto's lane groups) | sequential (un-vmapped, lane by lane) |')
+    L.append('| | vmapped (1 program; all lanes, or the auto lane groups) | sequential (un-vmapped, lane by lane) |')
     L.append('|---|---|---|')
     L.append(f'| compile (lower + compile, init/measure/chunk) | {sw["compile_v"]:.2f} s | {sw["compile_s"]:.2f} s '
              f'(one executable, shared by the lanes) |')
