@@ -133,7 +133,7 @@ def bench_sweep(s, log):
   hp_v = jax.device_put(hp, distributed.lane_sharding(mesh)) if n_lanes % mesh.shape['sweep'] == 0 else hp
   # vmapped in groups of lanes, as the run's auto choice does (lanes.choose_lane_group)
   group = lanes.choose_lane_group(model, c, jax.default_backend() == 'cpu', mesh.shape['sweep'] == 1)
-  group = lanes.group_size(n_lanes, group) or 0 if group else 0
+  group = lanes.lanes_per_group(n_lanes, group)
   fns_v, compile_v = compile_lane_fns(T.make_lane_program(model, data, c), hp_v, data.arrays, vmapped=True,
                                       group=group)
   log(f'vmapped: compiled in {compile_v:.2f}s (lane groups of {group or "all lanes"})')

@@ -199,6 +199,12 @@ def group_size(lanes: int, group: int) -> int | None:
   return next(size for size in range(group, 0, -1) if lanes % size == 0)
 
 
+def lanes_per_group(lanes: int, group: int) -> int:
+  """What a batch of `lanes` runs as under ProgramChoice.lane_group = `group`: lanes per group, 0 for all at once
+  (what summary.json records)."""
+  return (group_size(lanes, group) or 0) if group else 0
+
+
 def choose_program(model, data, cfg, mesh) -> ProgramChoice:
   """'auto': on CPU, a convolutional model without loops of its own runs one lane's programs, compiled once and
   called lane by lane from the host, with its steps dispatched from the host, because XLA:CPU runs convolutions
@@ -392,8 +398,7 @@ class Sweep:
   @property
   def lane_group(self) -> int:
     """Lanes per vmapped group of the full batch (0: all at once; see ProgramChoice)."""
-    group = self.choice.lane_group
-    return (group_size(int(self.hp.lr.shape[0]), group) or 0) if group else 0
+    return lanes_per_group(int(self.hp.lr.shape[0]), self.choice.lane_group)
 
   def lane_steps(self) -> LaneSteps:
     full = int(self.hp.lr.shape[0]) * self.cfg.num_steps

@@ -449,8 +449,8 @@ def _rows(plan: Plan, g, steps, metrics, diverged_step, budgets):
   return rows, density_rows
 
 
-def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool, extensions=(),
-           cache=None) -> dict:
+def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots: bool, extensions,
+           cache: dict) -> dict:
   """The coordinate check, the summary and the plots (process 0; all from the files already written)."""
   cfg, workdir = plan.cfg, plan.workdir
   if cfg.coord_check.enabled:
@@ -478,7 +478,7 @@ def finish(plan: Plan, train_time: float, spent: Spent, start_time: float, plots
                  flops=dict(total=spent.flops, per_second_run=spent.flops / max(run_time, 1e-9), exact=spent.exact),
                  # this run's compiles that consulted the persistent cache, and those it answered (0 and 0 with the
                  # cache off)
-                 compile_cache=cache or dict(requests=0, hits=0),
+                 compile_cache=cache,
                  # optimizer steps summed over the lanes of each compiled batch (padding included), and those that
                  # lanes retiring at divergence or at their budget (sweep.lane_steps) saved
                  lane_steps=dict(run=spent.lane_steps_run, saved=spent.lane_steps_saved),
