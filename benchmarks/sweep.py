@@ -5,7 +5,8 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
 1. Vmapped sweep vs sequential lanes. MLP on MNIST-1D (widths 64 and 256, depth 3, SGD, μP), 16 lanes = 16 base learning
    rates log-spaced over 0.05..2.0, with the in-loop measurement (losses, λ_max by Lanczos on Hessian-vector
    products) every `measure_every` steps exactly as a real run does it.
-   - vmapped:    one program over all 16 lanes, built as `lanes.run_sweep` builds it (jit(vmap(...)), chunk donated).
+   - vmapped:    one program over all 16 lanes, built as `lanes.run_sweep` builds it (jit(vmap(...)), chunk donated;
+                 the lanes' data plans computed once per seed, `lanes.shared_plans`: they all shuffle alike).
    - sequential: the same lanes one after another, un-vmapped, as `train.run_lane` runs them (jit of the single-lane
                  functions). The learning rate is a traced argument, so one compiled single-lane executable serves
                  every lane; `train.run_lane` itself rebuilds the program on every call and so pays the compile once
@@ -13,9 +14,10 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
    Compile time (lower + compile, ahead of time) is reported apart from run time. Each executable is run once in
    full to warm up, then `rounds` (5) rounds of full runs are timed, every procedure once per round, interleaved,
    so that a change of the machine's load falls on all of them; the time is the median over the rounds (host sync
-   after every chunk, as in a real run). Reported: time
-   per lane-step for both, the ratio sequential / vmapped, and the max |Δ| between the vmapped and sequential lanes'
-   final train_loss (and over all metrics).
+   after every chunk, as in a real run). Reported: time per lane-step for both, the ratio sequential / vmapped,
+   and the max |Δ| between the vmapped and sequential lanes' final train_loss (and over all metrics); the run's
+   matrix FLOPs (flops.py), the FLOP/s both achieve against the machine's matmul peak (machine.py, measured in the
+   same run), and the rate the target ratio would need.
 2. HVP / gradient time. The same model at widths 256 and 1024, cross-entropy on a batch of 256: a jitted gradient
    vs a jitted Hessian-vector product (forward-over-reverse, `spectra.hvp`); median of 20 timed calls after warm-up.
 
@@ -36,12 +38,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root: the package
 
 import jax  # noqa: E402
-from machine import machine_info, machine_table, write_report  # noqa: E402  (benchmarks/machine.py)
+from machine import machine_info, machine_table, matmul_peak, write_report  # noqa: E402  (benchmarks/machine.py)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from superconsistency import config as C  # noqa: E402
 from superconsistency import data as D  # noqa: E402
+from superconsistency import flops as flops_lib  # noqa: E402
 from superconsistency import models as M  # noqa: E402
 from superconsistency import parameterization as pz  # noqa: E402
 from superconsistency import spectra  # noqa: E402
@@ -86,7 +89,8 @@ def compile_lane_fns(program, hp, arrays, vmapped, how='vmap', group=0):
     batch = lambda f, in_axes=0: lanes.batch_lanes(f, how, in_axes, group)
     init = jax.jit(batch(program.init))
     measure = jax.jit(batch(program.measure, (0, 0, None)))
-    chunk = jax.jit(batch(program.chunk, (0, 0, None)), donate_argnums=0)
+    # the chunk as lanes.Sweep builds it: lanes of one seed share their shuffle (lanes.shared_plans)
+    chunk = jax.jit(lanes.batched_chunk(program, how, group, lanes.distinct_shuffles(hp)), donate_argnums=0)
   else:
     init, measure, chunk = jax.jit(program.init), jax.jit(program.measure), jax.jit(program.chunk)
   t0 = time.perf_counter()
@@ -146,8 +150,13 @@ def bench_sweep(s, log):
     log(f'{how}: compiled in {compiled[how][1]:.2f}s')
   # sequential: one un-vmapped executable, the lanes one after another
   lane_hp = [T.LaneHparams(hp.lr[i], hp.gamma0[i], hp.seed[i]) for i in range(n_lanes)]
-  fns_s, compile_s = compile_lane_fns(T.make_lane_program(model, data, c), lane_hp[0], data.arrays, vmapped=False)
+  single = T.make_lane_program(model, data, c)
+  fns_s, compile_s = compile_lane_fns(single, lane_hp[0], data.arrays, vmapped=False)
   log(f'sequential: compiled in {compile_s:.2f}s')
+  # matrix FLOPs of one lane's run (flops.py on the single-lane programs; batching lanes does not change them)
+  state1 = jax.eval_shape(single.init, lane_hp[0])
+  lane_flops = (flops_lib.count(jax.jit(single.measure).trace(state1, lane_hp[0], data.arrays).jaxpr).flops
+                + n_chunks * flops_lib.count(jax.jit(single.chunk).trace(state1, lane_hp[0], data.arrays).jaxpr).flops)
 
   def sequential():
     per_lane = [run_lanes(fns_s, h, data.arrays, n_chunks) for h in lane_hp]
@@ -182,6 +191,7 @@ def bench_sweep(s, log):
           int(np.prod(w.shape)) for w in jax.eval_shape(model.init, jax.random.PRNGKey(0)).values()),
       compile_v=compile_v, compile_s=compile_s, warm_v=warm_v, warm_s=warm_s, run_v=run_v, run_s=run_s,
       per_v=per_v, per_s=per_s, ratio=per_s / per_v, diff_final=diff_final, diff_all=diff_all,
+      run_flops=n_lanes * lane_flops,
       other={how: dict(compile=o['compile'], per=o['run'] / lane_steps, ratio=per_s / (o['run'] / lane_steps),
                        diff=max(nan_abs_diff(o['metrics'][k], metrics_s[k]) for k in T.METRICS))
              for how, o in other.items()},
@@ -238,7 +248,7 @@ def ms(t):
   return f'{t * 1e3:.3f} ms'
 
 
-def report(quick, s, info, sws, hv, total):
+def report(quick, s, info, sws, hv, total, peak):
   L = []
   L.append('# Sweep benchmark' + (' (--quick: tiny sizes, numbers not meaningful)' if quick else ''))
   L.append('')
@@ -299,6 +309,13 @@ def report(quick, s, info, sws, hv, total):
     L.append(f'| lanes diverged | {sw["diverged_v"]} | {sw["diverged_s"]} |')
     L.append('')
     L.append(f'- **ratio sequential / vmapped (time per lane-step): {sw["ratio"]:.2f}×**')
+    target = 3.0 if sw['width'] <= 64 else 1.0
+    rate_v, rate_s = sw['run_flops'] / sw['run_v'], sw['run_flops'] / sw['run_s']
+    L.append(f'- matrix FLOPs of the timed run (flops.py; the same for both): {sw["run_flops"] / 1e9:.2f} GFLOP, '
+             f'{sw["run_flops"] / sw["lane_steps"] / 1e6:.2f} MFLOP per lane-step with the measurements; achieved: '
+             f'vmapped {rate_v / 1e9:.1f} GFLOP/s ({rate_v / peak:.0%} of the matmul peak), sequential '
+             f'{rate_s / 1e9:.1f} GFLOP/s ({rate_s / peak:.0%}); {target:g}× would need the vmapped lanes at '
+             f'{target * rate_s / 1e9:.1f} GFLOP/s ({target * rate_s / peak:.0%} of the peak)')
     L.append(f'- max |Δ final train_loss|, vmapped vs sequential: {sw["diff_final"]:.3g} '
              f'(over all metrics and measurements: {sw["diff_all"]:.3g}); '
              f'same divergence steps: {"yes" if sw["same_divergence"] else "NO"}')
@@ -330,9 +347,13 @@ def main(argv=None):
   log = lambda msg: print(f'[sweep] {msg}', file=sys.stderr, flush=True)
   t0 = time.perf_counter()
   info = machine_info()
+  rates, peak = matmul_peak(repeats=1 if args.quick else 5)   # GFLOP/s, measured in this run
+  log(f'matmul peak {peak:.1f} GFLOP/s')
+  info.append(('float32 matmul peak (measured in this run; n×n @ n×n)',
+               f'**{peak:.1f} GFLOP/s** (' + ', '.join(f'n={n}: {r:.1f}' for n, r in rates.items()) + ')'))
   sws = [bench_sweep(dict(s, width=w), log) for w in s['widths']]
   hv = bench_hvp(s, log)
-  text = report(args.quick, s, info, sws, hv, time.perf_counter() - t0)
+  text = report(args.quick, s, info, sws, hv, time.perf_counter() - t0, peak * 1e9)
   write_report(args.out, text)
 
 

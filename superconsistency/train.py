@@ -79,6 +79,8 @@ class LaneProgram(NamedTuple):
   measure: callable   # (state, hp, arrays, measurement_index) -> (state, metrics)
   step: callable      # (state, hp, arrays, plan_t=None) -> state: one optimizer step
   plan: callable      # (state, arrays) -> the data plan of the next measure_every steps (a leading step axis)
+  chunk_from_plan: callable   # (state, hp, arrays, measurement_index, plan) -> chunk, with plan(state, arrays)
+                              # given (lanes.shared_plans computes it once for lanes that shuffle alike)
 
 
 def make_optimizer(opt_cfg, model: models.Model):
@@ -227,11 +229,14 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
   def chunk_plan(state, arrays):
     return data.plan(arrays, state.data_key, state.step, cfg.measure_every)
 
-  def chunk(state, hp, arrays, measurement_index=0):
-    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, chunk_plan(state, arrays))
+  def chunk_from_plan(state, hp, arrays, measurement_index, plan):
+    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, plan)
     return measure(state, hp, arrays, measurement_index)
 
-  return LaneProgram(init, chunk, measure, step, chunk_plan)
+  def chunk(state, hp, arrays, measurement_index=0):
+    return chunk_from_plan(state, hp, arrays, measurement_index, chunk_plan(state, arrays))
+
+  return LaneProgram(init, chunk, measure, step, chunk_plan, chunk_from_plan)
 
 
 def lane_grid(lrs, gamma0s, seeds, dtype, seed_offset=0) -> LaneHparams:

@@ -234,3 +234,21 @@ def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):
   assert [lanes.group_size(n, 4) for n in (4, 3, 8, 6, 7, 12)] == [None, None, 4, 3, 1, 4]
   assert lanes.choose_lane_group(model, c, on_cpu=False, one_device=True) == 0   # GPU/TPU: all lanes at once
   assert lanes.choose_lane_group(model, c, on_cpu=True, one_device=False) == 0   # lanes sharded over devices
+
+
+def test_lanes_of_one_seed_share_their_shuffle_and_every_lane_gets_its_own_plan():
+  """shared_plans computes a plan once per distinct (data key, step) and hands each lane exactly the plan it would
+  compute alone: with the sweep's bound, with a bound too small (the fallback) and with lanes at other steps."""
+  c = shrunk_quickstart()
+  data, model = _setup(c)
+  program = train.make_lane_program(model, data, c)
+  hp = train.lane_grid((0.25, 0.5, 1.0), (1.0,), (0, 1), jnp.float32)   # 6 lanes, 2 seeds
+  state = jax.vmap(program.init)(hp)
+  # lanes 4 and 5 further on (another epoch): same seeds as others, other plans
+  state = state.replace(step=state.step.at[4:].set(c.measure_every * 7))
+  own = jax.vmap(program.plan, in_axes=(0, None))(state, data.arrays)
+  assert not np.array_equal(own[0], own[1]) and not np.array_equal(own[0], own[4])   # seeds and epochs differ
+  for distinct in (lanes.distinct_shuffles(hp) + 2, lanes.distinct_shuffles(hp), 1, 6):
+    shared = jax.jit(lambda s: lanes.shared_plans(program.plan, s, data.arrays, distinct))(state)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b, err_msg=f'distinct={distinct}'), shared, own)
+  assert lanes.distinct_shuffles(hp) == 2
