@@ -366,6 +366,7 @@ class Sweep:
     self.buckets = (tuple(range(1, padded + 1)) if choice.lanes == 'host'
                     else lane_buckets(padded, mesh.shape['sweep']))
     self.lane_steps_run = 0
+    self.step_seconds = self.measure_seconds = 0.0   # host lanes only: where their chunks' time went
     self._compiled = {}
     if choice.lanes == 'host':
       self._host_lanes(program)
@@ -435,10 +436,17 @@ class Sweep:
         if name == 'chunk':
           outs.append(run(s, h, self.arrays, index))
           continue
+        # the steps' and the measurement's time, apart and without compiling (waiting for each costs nothing
+        # here: the lane's next call needs the previous one's result, and XLA:CPU runs one call at a time)
+        start, compiled = time.perf_counter(), self._compiling_seconds()
         plan = self._single['plan'](s, self.arrays)
         for t in range(self.cfg.measure_every):
           s = run(s, h, self.arrays, plan, t)
-        outs.append(measure(s, h, self.arrays, index))
+        jax.block_until_ready(s)
+        stepped, compiled_steps = time.perf_counter(), self._compiling_seconds()
+        outs.append(jax.block_until_ready(measure(s, h, self.arrays, index)))
+        self.step_seconds += stepped - start - (compiled_steps - compiled)
+        self.measure_seconds += time.perf_counter() - stepped - (self._compiling_seconds() - compiled_steps)
       return stack_lanes(outs)
     if self.choice.steps == 'scan':
       return self.program('chunk', lanes)(state, hp, self.arrays, index)
@@ -469,6 +477,16 @@ class Sweep:
     """Matrix FLOPs of every call of its programs so far (all lanes, padding included)."""
     programs = self._programs()
     return flops_lib.Count(sum(f.flops.flops * f.calls for f in programs), all(f.flops.exact for f in programs))
+
+  def _compiling_seconds(self) -> float:
+    return sum(f.trace_seconds + f.seconds for f in self._programs())
+
+  def measure_fraction_time(self) -> float | None:
+    """The measurements' share of the chunks' time so far (host lanes with host steps, whose steps and measurement
+    are separate calls; None for other programs, whose chunk is one call). The first measurement (step 0) and
+    the compiles are not in it."""
+    total = self.step_seconds + self.measure_seconds
+    return self.measure_seconds / total if total else None
 
   def measure_fraction(self) -> float:
     """The measurement's share of a chunk's matrix FLOPs (full batch): measure / (measure_every steps + measure)."""

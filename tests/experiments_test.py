@@ -86,6 +86,15 @@ def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path)
     assert out.get(key), (key, sorted(out))
     assert os.path.getsize(workdir / f'analysis_{key}.png') > 10_000
     assert _finite_numbers(out[key]), key
+  with open(workdir / 'summary.json') as f:
+    programs = json.load(f)['programs']
+  for prog in programs:   # the measurement's share of each group's chunks: by FLOPs always, by time where separable
+    assert 0 < prog['measure_fraction_flops'] < 1, prog
+    if (prog['lanes'], prog['steps']) == ('host', 'host'):
+      assert 0 < prog['measure_fraction_time'] < 1, prog
+    else:
+      assert 'measure_fraction_time' not in prog, prog
+  assert any('measure_fraction_time' in prog for prog in programs) == (name == 'figure1')
   if 'transfer' in analyses:
     for t in out['transfer'].values():
       assert len(t['best_lrs']) == 2 and t['shift_grid_steps'] is not None
