@@ -27,7 +27,9 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
    arguments, outputs, aliased (the donated state: outputs written in place of the inputs) and temporaries. Total
    = arguments + outputs − aliased + temporaries, i.e. the buffers one call needs at once (XLA's static figure, not
    a measured RSS); a least-squares line total = fixed + per-lane × L. State per lane = the LaneState leaves'
-   bytes (`jax.eval_shape` of init) / L. On the 8-device meshes the same figures per device, 64 lanes.
+   bytes (`jax.eval_shape` of init) / L. These programs vmap all L lanes at once (as on GPU/TPU and sharded
+   meshes); the 1-device program a run builds, in groups of lanes (`lanes.choose_lane_group`), is measured at the
+   largest L beside them. On the 8-device meshes the same figures per device, 64 lanes.
    The peak RSS of each subprocess (`resource.getrusage`, `ru_maxrss`) is reported too; it is dominated by JAX
    and XLA themselves (compilation), not by the sweep's buffers.
 
@@ -177,17 +179,20 @@ def memory_by_lanes(s, c, data, model, hp):
   c.mesh.sweep, c.mesh.data = 1, 1
   mesh = distributed.make_mesh(c.mesh)
   rows = []
-  for n in s['mem_lanes']:
+  # all lanes vmapped at once, as GPUs, TPUs and sharded sweeps run them; on one CPU device the run's own program
+  # vmaps groups of lanes (lanes.choose_lane_group), measured apart at the largest count (grouped=True)
+  all_at_once = lanes.choose_program(model, data, c, mesh)._replace(lane_group=0)
+  for n, grouped in [(n, False) for n in s['mem_lanes']] + [(s['mem_lanes'][-1], True)]:
     sub = jax.tree.map(lambda a, n=n: a[:n], hp)
-    sweep = lanes.compile_sweep(model, data, c, sub, mesh)
+    sweep = lanes.compile_sweep(model, data, c, sub, mesh, choice=None if grouped else all_at_once)
     state = jax.eval_shape(sweep.init.jitted, sweep.hp)
     t0 = time.perf_counter()
     chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
     t = time.perf_counter() - t0
     parts = {f: tree_bytes(getattr(state, f)) for f in ('params', 'params0', 'opt_state', 'power_vec')}
     rows.append(dict(lanes=n, memory=memory(chunk), state_bytes=tree_bytes(state), state_parts=parts,
-                     arrays_bytes=tree_bytes(sweep.arrays), compile=t))
-    log(f'{n} lanes: chunk compiled in {t:.2f}s, {rows[-1]["memory"]}')
+                     arrays_bytes=tree_bytes(sweep.arrays), compile=t, group=sweep.lane_group if grouped else None))
+    log(f'{n} lanes{" (auto lane groups)" if grouped else ""}: chunk compiled in {t:.2f}s, {rows[-1]["memory"]}')
   return rows
 
 
@@ -412,7 +417,8 @@ def report(quick, s, info, one, eight, total):
   L.append('')
   L.append('| lanes | arguments | outputs | aliased | temporaries | **total** | total per lane | temporaries per lane | state per lane |')
   L.append('|---|---|---|---|---|---|---|---|---|')
-  mrows = one['memory_by_lanes']
+  mrows = [r for r in one['memory_by_lanes'] if r.get('group') is None]
+  grouped = next((r for r in one['memory_by_lanes'] if r.get('group') is not None), None)
   for r in mrows:
     m, n = r['memory'], r['lanes']
     L.append(f'| {n} | {mib(m["argument"])} | {mib(m["output"])} | {mib(m["alias"])} | {mib(m["temp"])} | '
@@ -445,8 +451,20 @@ def report(quick, s, info, one, eight, total):
            f'parameter-sized vectors (gradients, Hessian-vector products, the Lanczos basis of '
            f'{one["num_iters"] + 1} vectors) plus activations. The replicated data arrays are '
            f'{mib(ref["arrays_bytes"])} of the fixed part.')
+  if grouped and not grouped['group']:
+    L.append(f'- On one CPU device the run\'s own program vmaps all {grouped["lanes"]} lanes at once too: their '
+             'Krylov bases fit one lane group (`lanes.choose_lane_group`).')
+  elif grouped:
+    full = mrows[-1]
+    L.append(f'- That line is for all lanes vmapped at once, as GPUs, TPUs and sharded sweeps run them. On one CPU '
+             f'device the run vmaps groups of lanes in a device loop (`lanes.choose_lane_group`): '
+             f'{grouped["lanes"]} lanes in groups of {grouped["group"] or grouped["lanes"]} take '
+             f'{mib(grouped["memory"]["total"])} (temporaries {mib(grouped["memory"]["temp"])}) against '
+             f'{mib(full["memory"]["total"])} (temporaries {mib(full["memory"]["temp"])}) all at once: the '
+             'temporaries are one group\'s, and only the state grows with every lane.')
   L.append(f'- On {NUM_DEVICES} devices with sweep = {sweep8["sweep"]}, {ref["lanes"]} lanes take '
-           f'{mib(sweep8["memory"]["total"])} per device vs {mib(ref["memory"]["total"])} on 1 device '
+           f'{mib(sweep8["memory"]["total"])} per device vs {mib(ref["memory"]["total"])} on 1 device (its run\'s '
+           'program, in lane groups) '
            f'({sweep8["memory"]["total"] / ref["memory"]["total"]:.3f}×): the sweep axis divides the per-lane memory. '
            + ' '.join(f'With sweep = {t["sweep"]} × data = {t["data"]}: {mib(t["memory"]["total"])} per device '
                       f'({t["memory"]["total"] / ref["memory"]["total"]:.3f}×).' for t in eight['timing']

@@ -498,8 +498,11 @@ class Sweep:
     return measure / chunk if chunk else float('nan')
 
 
-def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS) -> Sweep:
-  choice = choose_program(model, data, cfg, mesh)
+def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS,
+                  choice: ProgramChoice | None = None) -> Sweep:
+  """The compiled sweep of the lanes `hp` on `mesh`; `choice` overrides choose_program's (benchmarks compare
+  programs with it)."""
+  choice = choose_program(model, data, cfg, mesh) if choice is None else choice
   program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host',
                               microbatches=choice.microbatches)
   num_lanes = int(hp.lr.shape[0])
