@@ -458,7 +458,7 @@ def report(quick, s, info, one, eight, total):
     full = mrows[-1]
     L.append(f'- That line is for all lanes vmapped at once, as GPUs, TPUs and sharded sweeps run them. On one CPU '
              f'device the run vmaps groups of lanes in a device loop (`lanes.choose_lane_group`): '
-             f'{grouped["lanes"]} lanes in groups of {grouped["group"] or grouped["lanes"]} take '
+             f'{grouped["lanes"]} lanes in groups of {grouped["group"]} take '
              f'{mib(grouped["memory"]["total"])} (temporaries {mib(grouped["memory"]["temp"])}) against '
              f'{mib(full["memory"]["total"])} (temporaries {mib(full["memory"]["temp"])}) all at once: the '
              'temporaries are one group\'s, and only the state grows with every lane.')

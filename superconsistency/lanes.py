@@ -481,12 +481,15 @@ class Sweep:
   def _compiling_seconds(self) -> float:
     return sum(f.trace_seconds + f.seconds for f in self._programs())
 
-  def measure_fraction_time(self) -> float | None:
-    """The measurements' share of the chunks' time so far (host lanes with host steps, whose steps and measurement
-    are separate calls; None for other programs, whose chunk is one call). The first measurement (step 0) and
-    the compiles are not in it."""
+  def measure_time_split(self) -> dict:
+    """The chunks' time so far split into optimizer steps and measurements, and the measurements' share, as
+    summary.json records them (host lanes with host steps, whose steps and measurement are separate calls; {} for
+    other programs, whose chunk is one call). The first measurement (step 0) and the compiles are not in it."""
     total = self.step_seconds + self.measure_seconds
-    return self.measure_seconds / total if total else None
+    if not total:
+      return {}
+    return dict(measure_fraction_time=round(self.measure_seconds / total, 4), steps_s=round(self.step_seconds, 2),
+                measure_s=round(self.measure_seconds, 2))
 
   def measure_fraction(self) -> float:
     """The measurement's share of a chunk's matrix FLOPs (full batch): measure / (measure_every steps + measure)."""

@@ -337,10 +337,7 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
                                        microbatches=sweep.choice.microbatches,
                                        lane_group=sweep.lane_group,
                                        measure_fraction_flops=sweep.measure_fraction(), flops=done.flops,
-                                       **({} if sweep.measure_fraction_time() is None else
-                                          dict(measure_fraction_time=round(sweep.measure_fraction_time(), 4),
-                                               steps_s=round(sweep.step_seconds, 2),
-                                               measure_s=round(sweep.measure_seconds, 2))),
+                                       **sweep.measure_time_split(),
                                        run_s=round(time.time() - start - trace_s - compile_s, 2),
                                        lane_steps_run=lane_steps.run)
   return Spent(trace_s, compile_s, done.flops, done.exact, lane_steps.run, lane_steps.saved)
