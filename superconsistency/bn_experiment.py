@@ -42,7 +42,8 @@ import numpy as np
 from superconsistency import config as config_lib
 from superconsistency import models
 from superconsistency import results
-from superconsistency.layers import haar_orthogonal, normal
+from superconsistency import draws
+from superconsistency.layers import haar_orthogonal
 from superconsistency.fits import linear_fit
 
 ACTIVATIONS = ('linear', 'tanh', 'sin')   # the index is the lane's traced activation id
@@ -91,7 +92,7 @@ def _draw(key, count, rows, cols, weight_init, dtype):
   keys = jax.random.split(key, count)
   if weight_init == 'orthogonal':
     return jax.vmap(lambda k: haar_orthogonal(k, rows, cols, dtype))(keys)
-  return jax.vmap(lambda k: normal(k, (rows, cols), dtype))(keys) / math.sqrt(rows)
+  return jax.vmap(lambda k: draws.normal(k, (rows, cols), dtype))(keys) / math.sqrt(rows)
 
 
 def draw_networks(key, depths, in_dim, width, num_classes, weight_init, dtype):
@@ -175,11 +176,11 @@ def make_inputs(key, batch_size, in_dim, num_classes, degenerate_kind, degenerat
   """(x independent, x degenerate, y): a Gaussian batch, its degenerate version (module docstring) built from the same
   samples, and random labels."""
   k_x, k_a, k_y = jax.random.split(key, 3)
-  x = jax.random.normal(k_x, (batch_size, in_dim), dtype)
+  x = draws.normal(k_x, (batch_size, in_dim), dtype)
   if degenerate_kind == 'repeated':
     x_deg = jnp.tile(x[:degenerate_rank], (-(-batch_size // degenerate_rank), 1))[:batch_size]
   else:
-    mix = jax.random.normal(k_a, (batch_size, degenerate_rank), dtype) / math.sqrt(degenerate_rank)
+    mix = draws.normal(k_a, (batch_size, degenerate_rank), dtype) / math.sqrt(degenerate_rank)
     x_deg = mix @ x[:degenerate_rank]
   return x, x_deg, jax.random.randint(k_y, (batch_size,), 0, num_classes)
 

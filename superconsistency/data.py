@@ -29,6 +29,7 @@ import numpy as np
 from superconsistency.streams import (  # noqa: F401 - re-exported: the data API in one place
     MODES, TASKS, Data, DataSpec, augment_images, augment_key, augment_params, augmented, from_arrays, from_bytes,
     generated, generated_arrays)
+from superconsistency import draws
 from superconsistency import streams
 
 DATASETS = ('mnist1d', 'synthetic_images', 'synthetic_imagenet', 'teacher_student', 'staircase', 'byte_text')
@@ -84,9 +85,9 @@ def _image_templates(key, num_classes, shape, dtype):
   h, w, c = shape
   k1, k2, k3 = jax.random.split(key, 3)
   waves = 6
-  freq = jax.random.uniform(k1, (num_classes, c, waves, 2), minval=-3.0, maxval=3.0)
-  phase = jax.random.uniform(k2, (num_classes, c, waves), maxval=2 * jnp.pi)
-  amp = jax.random.normal(k3, (num_classes, c, waves))
+  freq = draws.uniform(k1, (num_classes, c, waves, 2), minval=-3.0, maxval=3.0)
+  phase = draws.uniform(k2, (num_classes, c, waves), maxval=2 * jnp.pi)
+  amp = draws.normal(k3, (num_classes, c, waves))
   yy, xx = jnp.meshgrid(jnp.linspace(0, 2 * jnp.pi, h), jnp.linspace(0, 2 * jnp.pi, w), indexing='ij')
   arg = freq[..., 0, None, None] * yy + freq[..., 1, None, None] * xx + phase[..., None, None]
   t = (amp[..., None, None] * jnp.cos(arg)).sum(2)            # classes, c, h, w
@@ -99,10 +100,10 @@ def _sample_images(templates, key, n, noise, max_shift):
   num_classes = templates.shape[0]
   ky, ka, ks, kn = jax.random.split(key, 4)
   y = jax.random.randint(ky, (n,), 0, num_classes)
-  contrast = jax.random.uniform(ka, (n, 1, 1, 1), minval=0.5, maxval=1.5, dtype=templates.dtype)
+  contrast = draws.uniform(ka, (n, 1, 1, 1), templates.dtype, minval=0.5, maxval=1.5)
   shifts = jax.random.randint(ks, (n, 2), -max_shift, max_shift + 1)
   x = jax.vmap(lambda img, s: jnp.roll(img, s, axis=(0, 1)))(templates[y], shifts)
-  x = contrast * x + noise * jax.random.normal(kn, x.shape, templates.dtype)
+  x = contrast * x + noise * draws.normal(kn, x.shape, templates.dtype)
   return x / jnp.sqrt(1.0 + noise ** 2), y.astype(jnp.int32)
 
 
@@ -135,7 +136,7 @@ def synthetic_images(mode: str, batch_size: int, num_train: int, num_eval: int, 
 
 
 def _add_noise(y, key, label_noise):
-  return y + label_noise * jax.random.normal(key, y.shape, y.dtype) if label_noise else y
+  return y + label_noise * draws.normal(key, y.shape, y.dtype) if label_noise else y
 
 
 class _TeacherStudent(NamedTuple):
@@ -149,15 +150,15 @@ class _TeacherStudent(NamedTuple):
     """Teacher weights, the readout scaled so each clean target has unit variance (on 8192 reference inputs)."""
     k_in, k_out, k_ref = jax.random.split(key, 3)
     d, h, c = self.input_dim, self.width, self.output_dim
-    arrays = {'teacher_in': jax.random.normal(k_in, (d, h), self.dtype) / np.sqrt(d),
-              'teacher_out': jax.random.normal(k_out, (h, c), self.dtype) / np.sqrt(h)}
-    reference = teacher(arrays, jax.random.normal(k_ref, (8192, d), self.dtype))
+    arrays = {'teacher_in': draws.normal(k_in, (d, h), self.dtype) / np.sqrt(d),
+              'teacher_out': draws.normal(k_out, (h, c), self.dtype) / np.sqrt(h)}
+    reference = teacher(arrays, draws.normal(k_ref, (8192, d), self.dtype))
     arrays['teacher_out'] = arrays['teacher_out'] / reference.std(axis=0)
     return arrays
 
   def sample(self, arrays, key, n):
     kx, kn = jax.random.split(key)
-    x = jax.random.normal(kx, (n, self.input_dim), self.dtype)
+    x = draws.normal(kx, (n, self.input_dim), self.dtype)
     return x, _add_noise(teacher(arrays, x), kn, self.label_noise)
 
 
@@ -198,7 +199,7 @@ class _Staircase(NamedTuple):
   def sample(self, arrays, key, n):
     del arrays
     kx, kn = jax.random.split(key)
-    x = jax.random.rademacher(kx, (n, self.input_dim), self.dtype)
+    x = draws.rademacher(kx, (n, self.input_dim), self.dtype)
     return x, _add_noise(staircase_target(x, self.degree), kn, self.label_noise)
 
 

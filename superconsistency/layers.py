@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from superconsistency import parameterization as pz
+from superconsistency.draws import normal
 
 # The one epsilon of batch_norm and layer_norm. The transformers used 1e-6 before they shared layer_norm, so their
 # outputs differ from that code's at rounding level (var + 1e-5 instead of var + 1e-6, var ≈ 1).
@@ -82,12 +83,6 @@ class Model(NamedTuple):
   def kinds(self) -> dict:
     """param name -> layer kind, what the optimizer's per-layer rules read."""
     return {name: l.kind for name, l in self.layers.items()}
-
-
-def normal(key, shape, dtype):
-  """jax.random.normal(key, shape), drawn flat and reshaped: the same numbers (threefry counts in row-major order),
-  but XLA on CPU compiles a rank-4 draw in about 2 s."""
-  return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
 
 
 def init_layers(key, layers: dict, param: pz.Parameterization, dtype):

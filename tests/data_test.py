@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from superconsistency import data as D
+from superconsistency import draws
 
 B, NUM_TRAIN, NUM_EVAL, NUM_MEASURE, NUM_STEPS = 16, 128, 24, 32, 6
 SMALL = dict(image_size=16, max_bytes=200_000, seq_len=32)   # keeps the builds fast
@@ -307,3 +308,21 @@ def test_a_field_the_data_set_does_not_read_is_refused_with_its_name():
   with pytest.raises(ValueError, match='data.teacher_width is not read by dataset .mnist1d.'):
     D.make_data(_cfg('mnist1d', 'epoch', teacher_width=3), 1, NUM_MEASURE, jnp.float32)
   assert 'teacher_width' in D.data_options('teacher_student') and 'teacher_width' not in D.data_options('staircase')
+
+
+@pytest.mark.parametrize('shape', [(5,), (4, 3), (2, 3, 4, 5), (6, 1, 1, 1), ()])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_flat_draws_are_jax_randoms_draws_bit_for_bit(shape, dtype):
+  """draws.* draw flat and reshape (XLA:CPU compiles that several times faster); the numbers must be jax.random's
+  own, and with jax_threefry_partitionable off (which counts positions differently) they draw in the shape."""
+  key = jax.random.PRNGKey(7)
+  cases = [(draws.normal(key, shape, dtype), jax.random.normal(key, shape, dtype)),
+           (draws.uniform(key, shape, dtype, minval=-2.0, maxval=3.0),
+            jax.random.uniform(key, shape, dtype, minval=-2.0, maxval=3.0)),
+           (draws.rademacher(key, shape, dtype), jax.random.rademacher(key, shape, dtype))]
+  for ours, theirs in cases:
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+  with jax.threefry_partitionable(False):
+    np.testing.assert_array_equal(np.asarray(draws.normal(key, shape, dtype)),
+                                  np.asarray(jax.random.normal(key, shape, dtype)))
