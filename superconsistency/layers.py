@@ -89,25 +89,42 @@ def init_layers(key, layers: dict, param: pz.Parameterization, dtype):
   """Raw weights pz.init_std(kind, fan_in)·N(0, 1) for every Layer.
 
   Weight i, counting a stacked layer's slices one by one in the order of `layers`, draws
-  jax.random.normal(split(key, number of weights)[i], its shape). It is computed as one flat draw per distinct
-  weight size, vmapped over those weights' keys: the same numbers, but one random-bits kernel per size rather than
-  per weight, which kept compiling init from growing with depth."""
+  jax.random.normal(split(key, number of weights)[i], its shape). It is computed as a few flat draws vmapped over
+  the weights' keys (`_draw_groups`), each as long as the largest weight of its group, whose first numbers are each
+  weight's: the same numbers, because a threefry number depends only on its key and position. XLA compiles each
+  draw separately (about 0.2 s on CPU), so fewer draws compile faster, and compiling init does not grow with
+  depth."""
   sizes = [math.prod(l.slice_shape) for l in layers.values() for _ in range(l.stacked or 1)]
   keys = jax.random.split(key, len(sizes))
-  by_size = {}
-  for i, size in enumerate(sizes):
-    by_size.setdefault(size, []).append(i)
-  draws = {size: jax.vmap(lambda k: jax.random.normal(k, (size,), dtype))(keys[jnp.asarray(idx)])
-           for size, idx in by_size.items()}
-  row = {i: j for idx in by_size.values() for j, i in enumerate(idx)}   # weight i is row row[i] of its size's draw
+  where = {}   # weight i -> (its group's draw, its row there)
+  for group in _draw_groups(sizes):
+    idx = [i for i, size in enumerate(sizes) if size in group]
+    draw = jax.vmap(lambda k, n=max(group): jax.random.normal(k, (n,), dtype))(keys[jnp.asarray(idx)])
+    where.update({i: (draw, row) for row, i in enumerate(idx)})
   params, i = {}, 0
   for name, l in layers.items():
-    size = sizes[i]
-    # a stack's slices are consecutive weights of one size, hence consecutive rows of that size's draw
-    flat = draws[size][row[i]:row[i] + l.stacked] if l.stacked else draws[size][row[i]]
+    draw, row = where[i]
+    # a stack's slices are consecutive weights of one size, hence consecutive rows of one group's draw
+    flat = draw[row:row + l.stacked, :sizes[i]] if l.stacked else draw[row, :sizes[i]]
     params[name] = pz.init_std(param, l.kind, l.fan_in) * flat.reshape(l.shape)
     i += l.stacked or 1
   return params
+
+
+def _draw_groups(sizes) -> list:
+  """The weight sizes grouped for one flat draw each: from the largest size down, a size joins the current group
+  while the group's draw (its weights × its largest size) stays within twice the numbers its weights need. Without
+  jax_threefry_partitionable a draw's first numbers are not the shorter draw's: then every size is its own group."""
+  counts = {s: sizes.count(s) for s in set(sizes)}
+  groups = []
+  for s in sorted(counts, reverse=True):
+    if groups and jax.config.jax_threefry_partitionable:
+      joined = groups[-1] + [s]
+      if sum(counts[x] for x in joined) * joined[0] <= 2 * sum(counts[x] * x for x in joined):
+        groups[-1] = joined
+        continue
+    groups.append([s])
+  return groups
 
 
 def haar_orthogonal(key, rows: int, cols: int, dtype):

@@ -14,6 +14,7 @@ from superconsistency import data as data_lib
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import lanes
+from superconsistency import layers as layers_lib
 from superconsistency import train
 from superconsistency import transformers
 from conftest import shrunk_quickstart
@@ -200,18 +201,23 @@ def test_simple_convnet_and_mlp_shapes_and_float64():
 
 
 def test_init_layers_draws_each_weight_from_its_own_key():
-  """Weight i (a stack's slices counted one by one) is init_std · normal(split(key, count)[i]), however the draws
-  are batched; a stacked layer's slices are independent draws."""
+  """Weight i (a stack's slices counted one by one) is init_std · normal(split(key, count)[i]) bit for bit, however
+  the draws are batched (weights of different sizes share a draw); a stacked layer's slices are independent draws.
+  The same with jax_threefry_partitionable off, where every size is drawn on its own."""
   p = pz.Parameterization('sp')
   layers = {'a': models.layer(p, 4, 'input', (3, 4)), 'b': models.layer(p, 4, 'branch', (2, 4, 4), stacked=2),
-            'c': models.layer(p, 4, 'readout', (4, 3))}
-  params = models.init_layers(jax.random.PRNGKey(7), layers, p, jnp.float32)
-  keys = jax.random.split(jax.random.PRNGKey(7), 4)
-  expected = {'a': jax.random.normal(keys[0], (3, 4)) / math.sqrt(3),
-              'b': jnp.stack([jax.random.normal(keys[i], (4, 4)) / 2.0 for i in (1, 2)]),
-              'c': jax.random.normal(keys[3], (4, 3)) / 2.0}
-  for n in layers:
-    np.testing.assert_allclose(params[n], expected[n], rtol=1e-6)
+            'c': models.layer(p, 4, 'readout', (4, 3)), 'd': models.layer(p, 4, 'hidden', (50, 4))}
+  assert len(layers_lib._draw_groups([12, 16, 16, 12, 200])) == 2   # 12 and 16 share a draw, 200 draws alone
+  for partitionable in (True, False):
+    with jax.threefry_partitionable(partitionable):
+      params = models.init_layers(jax.random.PRNGKey(7), layers, p, jnp.float32)
+      keys = jax.random.split(jax.random.PRNGKey(7), 5)
+      expected = {'a': jax.random.normal(keys[0], (3, 4)) / math.sqrt(3),
+                  'b': jnp.stack([jax.random.normal(keys[i], (4, 4)) / 2.0 for i in (1, 2)]),
+                  'c': jax.random.normal(keys[3], (4, 3)) / 2.0,
+                  'd': jax.random.normal(keys[4], (50, 4)) / math.sqrt(50)}
+      for n in layers:
+        np.testing.assert_array_equal(np.asarray(params[n]), np.asarray(expected[n]))
 
 
 def test_mup_readout_multiplier_and_gamma0():
