@@ -33,7 +33,7 @@ def compare(old_dir, new_dir, rtol=0.0) -> dict:
   new_by_key = {_key(r): r for r in new}
   columns = list(old[0]) if old else []
   added = [c for c in (new[0] if new else {}) if c not in columns]
-  differing, worst = {}, 0.0
+  differing, worst, worst_finite, by_step = {}, 0.0, 0.0, {}
   missing = [k for k in map(_key, old) if k not in new_by_key]
   for r in old:
     other = new_by_key.get(_key(r))
@@ -45,14 +45,20 @@ def compare(old_dir, new_dir, rtol=0.0) -> dict:
         continue
       try:
         x, y = float(a), float(b)
-        rel = abs(x - y) / max(abs(x), abs(y)) if math.isfinite(x) and math.isfinite(y) else math.inf
+        finite = math.isfinite(x) and math.isfinite(y)
+        rel = abs(x - y) / max(abs(x), abs(y)) if finite else math.inf
       except (TypeError, ValueError):
-        rel = math.inf
+        rel, finite = math.inf, False
       worst = max(worst, rel)
+      if finite:
+        worst_finite = max(worst_finite, rel)
       if rel > rtol:
         differing[c] = differing.get(c, 0) + 1
+        by_step[r['step']] = by_step.get(r['step'], 0) + 1
   return dict(rows=len(old), new_rows=len(new), columns=len(columns), added_columns=added, missing_rows=len(missing),
-              differing_values=differing, largest_relative_difference=worst)
+              differing_values=differing, largest_relative_difference=worst,
+              largest_finite_relative_difference=worst_finite,
+              differing_by_step=dict(sorted(by_step.items(), key=lambda kv: float(kv[0]))))
 
 
 def main(argv=None) -> int:

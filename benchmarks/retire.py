@@ -1,7 +1,7 @@
 """Lane retirement on a sweep where many lanes diverge: the same config run with diverged lanes kept in the batch
 (frozen, computing on) and with them retired (they leave the batch at the next chunk, the rest are re-packed).
 
-    python benchmarks/retire.py                 # [G]'s γ–η plane (configs/gamma_eta.py); ~6 min on a 2-core CPU
+    python benchmarks/retire.py                 # [G]'s γ–η plane (configs/gamma_eta.py); ~36 min on a 2-core CPU
     python benchmarks/retire.py --quick         # a shrunk plane; ~1 min
 
 Both runs go through the CLI one after the other, with the persistent compile cache off, so both compile
@@ -70,7 +70,17 @@ def main(argv=None):
         f'{diff["missing_rows"]}; values that differ at all: {sum(diff["differing_values"].values()):,} '
         f'(by column: {diff["differing_values"] or "none"}); by more than 1e-6 relative: '
         f'{sum(diff_6["differing_values"].values()):,}; largest relative difference: '
-        f'{diff["largest_relative_difference"]:.2e}', '']
+        f'{diff["largest_relative_difference"]:.2e} ({diff["largest_finite_relative_difference"]:.2e} over the values '
+        'finite in both runs; inf: a value finite in one run and not the other)',
+        f'- values that differ, by step: {diff["differing_by_step"] or "none"}']
+  first = min((float(k) for k in diff['differing_by_step']), default=None)
+  if first is not None:
+    L += [f'- the first difference is at step {first:g}. Lanes retire between chunks, and the lanes that stay run on in '
+          'a smaller compiled program (a re-packed bucket, with its own lane groups) whose float rounding differs; '
+          'lanes near the edge of stability amplify it, so a lane may diverge in one run and not in the other '
+          f'(`diverged` differs in {diff["differing_values"].get("diverged", 0)} rows, `diverged_step` in '
+          f'{diff["differing_values"].get("diverged_step", 0)})']
+  L += ['']
   write_report(args.out, '\n'.join(L) + '\n')
 
 
