@@ -15,9 +15,15 @@ import jax
 import jax.numpy as jnp
 
 
+def flat_is_exact() -> bool:
+  """Whether a draw's numbers depend only on the key and their row-major position (jax_threefry_partitionable):
+  then a flat draw reshaped is the shaped draw, and a draw's first numbers are a shorter draw's."""
+  return bool(jax.config.jax_threefry_partitionable)
+
+
 def _flat(draw, key, shape):
   shape = tuple(shape)
-  if len(shape) <= 1 or not jax.config.jax_threefry_partitionable:
+  if len(shape) <= 1 or not flat_is_exact():
     return draw(key, shape)
   return draw(key, (math.prod(shape),)).reshape(shape)
 

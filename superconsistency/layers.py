@@ -11,6 +11,7 @@ models.py (mlp, simple_convnet, resnet, bn_mlp) and transformers.py (vit, gpt2) 
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import Callable, NamedTuple
 
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from superconsistency import parameterization as pz
-from superconsistency.draws import normal
+from superconsistency.draws import flat_is_exact, normal
 
 # The one epsilon of batch_norm and layer_norm. The transformers used 1e-6 before they shared layer_norm, so their
 # outputs differ from that code's at rounding level (var + 1e-5 instead of var + 1e-6, var ≈ 1).
@@ -115,10 +116,10 @@ def _draw_groups(sizes) -> list:
   """The weight sizes grouped for one flat draw each: from the largest size down, a size joins the current group
   while the group's draw (its weights × its largest size) stays within twice the numbers its weights need. Without
   jax_threefry_partitionable a draw's first numbers are not the shorter draw's: then every size is its own group."""
-  counts = {s: sizes.count(s) for s in set(sizes)}
+  counts = collections.Counter(sizes)
   groups = []
   for s in sorted(counts, reverse=True):
-    if groups and jax.config.jax_threefry_partitionable:
+    if groups and flat_is_exact():
       joined = groups[-1] + [s]
       if sum(counts[x] for x in joined) * joined[0] <= 2 * sum(counts[x] * x for x in joined):
         groups[-1] = joined
