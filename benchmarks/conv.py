@@ -10,8 +10,8 @@ Three things are slow on XLA:CPU, and each variant below removes one more of the
   kernels, so the sweep runs lanes one by one and dispatches one compiled step per optimizer step
   (`program: auto`, lanes.choose_program);
 - activations larger than the caches: at width 256 the batch of 128 makes 33 MB activations, which stream through
-  memory at a few GB/s on this machine. The sweep now splits each step into micro-batches whose largest activation
-  fits 2 MiB (lanes.choose_microbatches), summed in a device loop where the convolutions are slicing matmuls
+  memory at a few GB/s on this machine. The sweep now splits each step into micro-batches whose working set
+  (largest activation plus patch matrix) fits 3 MiB (lanes.choose_microbatches), summed in a device loop where the convolutions are slicing matmuls
   (models.device_loop), and runs each lane's step as its own call ('host' lanes), so a lane's buffers are reused
   while warm.
 
@@ -119,9 +119,9 @@ VARIANTS = [
 
 
 def auto_microbatches(width):
-  """lanes.choose_microbatches' rule for this network, whose largest activation is conv_0's output (16×16×width
-  float32 per example)."""
-  return lanes.microbatches_for(BATCH, 16 * 16 * width * 4)
+  """lanes.choose_microbatches' rule for this network, whose working set per example is conv_0's output
+  (16×16×width float32) plus the larger patch matrix (conv_0's 16×16×27, conv_1's 2×2×9·width)."""
+  return lanes.microbatches_for(BATCH, (16 * 16 * width + max(16 * 16 * 27, 2 * 2 * 9 * width)) * 4)
 
 
 def timed(fn, args, repeats):
@@ -193,7 +193,8 @@ def main(argv=None):
   text += ['models.py uses ours on CPU (reshape pool, ReLU after it; XLA\'s convolution with the slices-matmul '
            'input term in its JVP; inside a device loop the slicing matmul) and XLA\'s own ops on GPU and TPU; for '
            'convolutional models on CPU the sweep calls one lane\'s compiled step per lane from the host '
-           '(`program: auto`) and splits each step into micro-batches whose activations fit in 2 MiB '
+           '(`program: auto`) and splits each step into micro-batches whose working set (largest activation plus '
+           'patch matrix) fits in 3 MiB '
            '(lanes.choose_microbatches). Rows before the last have ReLU before the pooling, as the last release did '
            '(the same values).']
   write_report(args.out, '\n'.join(text) + '\n')

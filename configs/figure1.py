@@ -11,8 +11,8 @@ iterations on 32 samples, loss on 512 samples; sweeps over μP base rates {0.1, 
 {1, 3, 7, 20, 60} read after 128 steps (`select_step`); trajectories at μP 0.5 and NTP 7. All rates are lanes of one
 sweep; at step 128 the sweep lanes retire (`sweep.lane_steps='select_step'`) and the trajectory lane
 runs on alone to 256, so a sweep lane is exactly a 128-step sweep run. On CPU (`program`: auto) one lane's programs
-are compiled once and called lane by lane from the host, the steps dispatched from the host, and at widths 64 and
-256 each step runs in micro-batches (of 32 and 8 examples) whose activations stay in the CPU's caches
+are compiled once and called lane by lane from the host, the steps dispatched from the host, and each step runs in micro-batches (of 64, 32 and 8
+examples at widths 16, 64 and 256) whose activations stay in the CPU's caches
 (docs/design.md, benchmarks/figure1.md).
 Offline (the default) the data are learnable synthetic CIFAR-shaped images (32×32×3, 10 classes); with CIFAR-10
 prepared through TFDS add `--config.data.offline=False`. `:full` gives widths 64/256/1024 and 19,550 steps

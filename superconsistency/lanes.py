@@ -57,7 +57,7 @@ class HostLanes:
     self.compiled, self.jitted, self.in_axes = compiled, batched, in_axes
 
   def __call__(self, *args):
-    return stack_lanes([self.compiled(*lane_args) for lane_args in unstack_lanes(args, self.in_axes)])
+    return host_stack([self.compiled(*lane_args) for lane_args in host_unstack(args, self.in_axes)])
 
   def __getattr__(self, name):   # flops, calls, seconds, trace_seconds: the single-lane program's
     return getattr(self.compiled, name)
@@ -71,6 +71,20 @@ def _planned_step(program: LaneProgram):
 def stack_lanes(outs):
   """Per-lane outputs (a list of trees) as one tree with a leading lane axis."""
   return jax.tree.map(lambda *vs: jnp.stack(vs), *outs)
+
+
+def host_stack(outs):
+  """stack_lanes for outputs of separate calls, stacked in host memory and put back on the default device: no
+  program to compile (on XLA:CPU, jnp.stack and indexing compile a small program per shape, ~0.5 s per sweep)."""
+  return jax.device_put(jax.tree.map(lambda *vs: np.stack([np.asarray(v) for v in vs]), *outs))
+
+
+def host_unstack(args, in_axes):
+  """unstack_lanes outside a trace: each lane's slices cut in host memory and put on the default device (no
+  program to compile)."""
+  args = tuple(jax.tree.map(np.asarray, a) if ax == 0 else a for a, ax in zip(args, in_axes))
+  return [tuple(jax.device_put(a) if ax == 0 else a for a, ax in zip(lane_args, in_axes))
+          for lane_args in unstack_lanes(args, in_axes)]
 
 
 def unstack_lanes(args, in_axes):
@@ -112,10 +126,15 @@ class ProgramChoice(NamedTuple):
   lane_group: int = 0
 
 
-# 'auto' micro-batches keep a model's largest activation per micro-batch under this size: on this project's 2-core
-# CPU (2 × 1 MiB L2, 32 MiB shared L3) the SimpleConvNet's step at width 256 runs ~3× faster in micro-batches of 8
-# than over the whole batch of 128, whose 33 MB activations stream through memory (benchmarks/conv.md)
-MICROBATCH_BYTES = 2 * 2 ** 20
+# 'auto' micro-batches keep a model's working set per micro-batch (its largest activation plus its largest
+# convolution's patch matrix, working_set_bytes) under this size: on this project's 2-core CPU (2 × 1 MiB L2,
+# 32 MiB shared L3) the SimpleConvNet's step at width 256 runs ~3× faster in micro-batches of 8 than over the whole
+# batch of 128, whose 33 MB activations stream through memory (benchmarks/conv.md). Counting the patches matters
+# at small widths, where they outweigh the activation: at width 16 the step ran 4.87 ms whole, 3.19 ms in 2
+# micro-batches and 3.30 ms in 4; at width 32, 9.78 / 4.58 / 4.55 / 4.90 ms in 1 / 2 / 4 / 8; at width 64,
+# 5.81 / 4.83 / 5.87 ms in 2 / 4 / 8 (medians of 9 interleaved rounds of 32 steps, 2026-12-03); this limit picks
+# 2, 4, 4 and 16 (width 256).
+MICROBATCH_BYTES = 3 * 2 ** 20
 
 
 def model_primitives(model, data) -> set:
@@ -139,18 +158,23 @@ def uses_convolutions(model, data) -> bool:
   return 'conv_general_dilated' in model_primitives(model, data)
 
 
-def largest_activation_bytes(model, data) -> int:
-  """Bytes of the model's largest reported activation for one example (its input included)."""
+def working_set_bytes(model, data) -> int:
+  """Bytes per example of what a training step holds at its largest layer: the model's largest reported
+  activation (its input included) plus the largest patch matrix of its convolutions (output positions × kh·kw·cin,
+  what the slicing matmul builds; an activation reported under a 4-d weight's name is that convolution's output)."""
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   x = jax.ShapeDtypeStruct((1,) + data.arrays['eval_x'].shape[1:], data.arrays['eval_x'].dtype)
   _, acts = jax.eval_shape(lambda p, x: model.apply(p, x, 1.0, with_activations=True), params, x)
-  return max(math.prod(a.shape) * a.dtype.itemsize for a in list(acts.values()) + [x])
+  largest = max(math.prod(a.shape) * a.dtype.itemsize for a in list(acts.values()) + [x])
+  patches = [math.prod(a.shape[1:-1]) * math.prod(params[n].shape[:-1]) * a.dtype.itemsize
+             for n, a in acts.items() if n in params and params[n].ndim == 4 and a.ndim == 4]
+  return largest + max(patches, default=0)
 
 
 def choose_microbatches(model, data, cfg, conv_on_cpu: bool) -> tuple:
   """(micro-batches, why) for program.microbatches. 0 ('auto') splits the batch only for a convolutional model
   without loops of its own on CPU whose examples are independent (Model.per_example): the fewest equal
-  micro-batches that keep its largest activation per micro-batch under MICROBATCH_BYTES. On GPU and TPU, and for
+  micro-batches that keep its working set per micro-batch (working_set_bytes) under MICROBATCH_BYTES. On GPU and TPU, and for
   other models, auto is 1 (a number given in the config applies anywhere the model allows it)."""
   batch, asked = cfg.data.batch_size, cfg.program.microbatches
   if asked:
@@ -161,12 +185,12 @@ def choose_microbatches(model, data, cfg, conv_on_cpu: bool) -> tuple:
     return asked, 'set in the config'
   if not (conv_on_cpu and model.per_example):
     return 1, 'auto'
-  count = microbatches_for(batch, largest_activation_bytes(model, data))
-  return count, f'auto: activations of {batch} examples over {MICROBATCH_BYTES // 2 ** 20} MiB'
+  count = microbatches_for(batch, working_set_bytes(model, data))
+  return count, f'auto: working set of {batch} examples over {MICROBATCH_BYTES // 2 ** 20} MiB'
 
 
 def microbatches_for(batch: int, bytes_per_example: int) -> int:
-  """The fewest equal micro-batches of `batch` whose activations (bytes_per_example each) fit MICROBATCH_BYTES."""
+  """The fewest equal micro-batches of `batch` whose working sets (bytes_per_example each) fit MICROBATCH_BYTES."""
   need = max(math.ceil(batch * bytes_per_example / MICROBATCH_BYTES), 1)
   return next(m for m in range(need, batch + 1) if batch % m == 0)
 
@@ -432,7 +456,7 @@ class Sweep:
       name = 'chunk' if self.choice.steps == 'scan' else 'step'
       run, measure = self._single[name], self._single['measure']
       outs = []
-      for s, h in unstack_lanes((state, hp), (0, 0)):
+      for s, h in host_unstack((state, hp), (0, 0)):
         if name == 'chunk':
           outs.append(run(s, h, self.arrays, index))
           continue
@@ -447,7 +471,7 @@ class Sweep:
         outs.append(jax.block_until_ready(measure(s, h, self.arrays, index)))
         self.step_seconds += stepped - start - (compiled_steps - compiled)
         self.measure_seconds += time.perf_counter() - stepped - (self._compiling_seconds() - compiled_steps)
-      return stack_lanes(outs)
+      return host_stack(outs)
     if self.choice.steps == 'scan':
       return self.program('chunk', lanes)(state, hp, self.arrays, index)
     step, plan = self.program('step', lanes), self.program('plan', lanes)(state, self.arrays)

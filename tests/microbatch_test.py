@@ -67,13 +67,14 @@ def test_micro_batches_trace_the_convolutions_as_matmuls_on_cpu():
   np.testing.assert_allclose(in_loop, model.apply(params, x), rtol=1e-5, atol=1e-6)
 
 
-def test_auto_micro_batches_split_where_the_activations_overflow_the_caches_only():
+def test_auto_micro_batches_split_where_the_working_set_overflows_the_caches_only():
   mesh = distributed.make_mesh(load_config('figure1').mesh)
   for width, batch in ((256, 128), (64, 128), (16, 128), (256, 16)):
     c, data, model = _figure1(width, batch=batch)
     choice = lanes.choose_program(model, data, c, mesh)
-    per_example = lanes.largest_activation_bytes(model, data)
-    assert per_example == 16 * 16 * width * 4   # conv_0's output, float32
+    per_example = lanes.working_set_bytes(model, data)
+    # conv_0's output plus the larger patch matrix (conv_0's: 16×16 positions × 3·3·3; conv_1's: 2×2 × 3·3·width)
+    assert per_example == (16 * 16 * width + max(16 * 16 * 27, 2 * 2 * 9 * width)) * 4
     m = choice.microbatches
     assert batch % m == 0 and batch // m * per_example <= lanes.MICROBATCH_BYTES
     # the fewest that fit: one micro-batch fewer (the next divisor down) would not
