@@ -28,7 +28,12 @@ def _key(row):
   return tuple(row[k] for k in ('parameterization', 'width', 'depth', 'lr', 'gamma0', 'seed', 'step'))
 
 
+# a lane's own values, repeated on each of its rows: a difference there is not a difference at that row's step
+PER_LANE_COLUMNS = ('diverged', 'diverged_step')
+
+
 def compare(old_dir, new_dir, rtol=0.0) -> dict:
+  """What differs; `differing_by_step` counts the measured values only (not PER_LANE_COLUMNS)."""
   old, new = _read(old_dir), _read(new_dir)
   new_by_key = {_key(r): r for r in new}
   columns = list(old[0]) if old else []
@@ -54,7 +59,8 @@ def compare(old_dir, new_dir, rtol=0.0) -> dict:
         worst_finite = max(worst_finite, rel)
       if rel > rtol:
         differing[c] = differing.get(c, 0) + 1
-        by_step[r['step']] = by_step.get(r['step'], 0) + 1
+        if c not in PER_LANE_COLUMNS:
+          by_step[r['step']] = by_step.get(r['step'], 0) + 1
   return dict(rows=len(old), new_rows=len(new), columns=len(columns), added_columns=added, missing_rows=len(missing),
               differing_values=differing, largest_relative_difference=worst,
               largest_finite_relative_difference=worst_finite,

@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_metrics  # noqa: E402
+from compare_metrics import PER_LANE_COLUMNS  # noqa: E402
 from machine import machine_info, machine_table, write_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +73,8 @@ def main(argv=None):
         f'{sum(diff_6["differing_values"].values()):,}; largest relative difference: '
         f'{diff["largest_relative_difference"]:.2e} ({diff["largest_finite_relative_difference"]:.2e} over the values '
         'finite in both runs; inf: a value finite in one run and not the other)',
-        f'- values that differ, by step: {diff["differing_by_step"] or "none"}']
+        f'- measured values that differ, by step (the per-lane columns {", ".join(PER_LANE_COLUMNS)}, repeated on a '
+        f'lane\'s every row, not counted): {diff["differing_by_step"] or "none"}']
   first = min((float(k) for k in diff['differing_by_step']), default=None)
   if first is not None:
     L += [f'- the first difference is at step {first:g}. Lanes retire between chunks, and the lanes that stay run on in '
