@@ -10,8 +10,9 @@ Measures, in one run on the current machine, and writes a Markdown report (also 
    one without, the 8-device one with `XLA_FLAGS=--xla_force_host_platform_device_count=8` (it must be set before
    JAX starts). Meshes on 8 devices: sweep=8 × data=1 (8 lanes per device), sweep=4 × data=2 (16 lanes per device,
    each batch split in two), sweep=1 × data=8 (all lanes on every device, each batch split in eight).
-   Compile = lower + compile of init, measure and chunk, ahead of time (`sweep.chunk.jitted.lower(...).compile()`; the
-   jitted functions then reuse the executables: checked with `jax_log_compiles`, no compile inside the runs). Run =
+   Compile = lower + compile of init and chunk (the chunk also takes the step-0 measurement), ahead of time
+   (`sweep.chunk.jitted.lower(...).compile()`; the jitted functions then reuse the executables: checked with
+   `jax_log_compiles`, no compile inside the runs). Run =
    one full `lanes.run_sweep` call (init, first measurement, every chunk with a host sync after it): one warm-up
    call, then two timed calls; the faster of the two is reported (both are listed), with its CPU time (all threads,
    `time.process_time`) / wall time = the cores kept busy. Agreement: max |Δ| between each 8-device mesh and the
@@ -130,12 +131,12 @@ def build(s):
 
 
 def aot_compile(sweep):
-  """Lower + compile init/measure/chunk ahead of time; the jitted functions reuse the executables afterwards."""
+  """Lower + compile init and chunk (which also takes the step-0 measurement, Sweep.first_measurement) ahead of
+  time; the jitted functions reuse the executables afterwards."""
   t0 = time.perf_counter()
   sweep.init.jitted.lower(sweep.hp).compile()
   state = jax.eval_shape(sweep.init.jitted, sweep.hp)
-  sweep.measure.jitted.lower(state, sweep.hp, sweep.arrays, 0).compile()
-  chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
+  chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1, True).compile()
   return time.perf_counter() - t0, chunk, state
 
 
@@ -187,7 +188,7 @@ def memory_by_lanes(s, c, data, model, hp):
     sweep = lanes.compile_sweep(model, data, c, sub, mesh, choice=None if grouped else all_at_once)
     state = jax.eval_shape(sweep.init.jitted, sweep.hp)
     t0 = time.perf_counter()
-    chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1).compile()
+    chunk = sweep.chunk.jitted.lower(state, sweep.hp, sweep.arrays, 1, True).compile()
     t = time.perf_counter() - t0
     parts = {f: tree_bytes(getattr(state, f)) for f in ('params', 'params0', 'opt_state', 'power_vec')}
     rows.append(dict(lanes=n, memory=memory(chunk), state_bytes=tree_bytes(state), state_parts=parts,

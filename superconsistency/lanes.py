@@ -28,19 +28,21 @@ from superconsistency.train import LaneHparams, LaneProgram, make_lane_program
 class CompiledOnce:
   """A jitted function compiled ahead of its first call (`lower(...).compile()`), so that its compile time is
   measured apart from its run time: `trace_seconds` to trace and lower it, `seconds` for XLA to compile it (or to
-  load it from the persistent cache). `flops` counts one call's matrix FLOPs (flops.py), `calls` the calls so far.
-  `jitted` is the function itself (for jax.eval_shape)."""
+  load it from the persistent cache). `flops` counts one call's matrix FLOPs (flops.py), `flops_skipped` one that
+  skips the program's skippable part (a chunk's steps), `calls` the calls so far. `jitted` is the function itself
+  (for jax.eval_shape)."""
 
   def __init__(self, jitted):
     self.jitted, self.compiled, self.seconds, self.trace_seconds = jitted, None, 0.0, 0.0
-    self.flops, self.calls = flops_lib.Count(0.0, True), 0
+    self.flops = self.flops_skipped = flops_lib.Count(0.0, True)
+    self.calls = 0
 
   def __call__(self, *args):
     if self.compiled is None:
       start = time.perf_counter()
       traced = self.jitted.trace(*args)
       lowered = traced.lower()
-      self.flops = flops_lib.count(traced.jaxpr)
+      self.flops, self.flops_skipped = flops_lib.count(traced.jaxpr), flops_lib.count(traced.jaxpr, skipped=True)
       done_tracing = time.perf_counter()
       self.compiled = lowered.compile()
       self.trace_seconds, self.seconds = done_tracing - start, time.perf_counter() - done_tracing
@@ -320,12 +322,14 @@ def shared_plans(plan, state, arrays, distinct: int):
 
 
 def batched_chunk(program: LaneProgram, how: str, group: int, distinct: int):
-  """The chunk of a batch of lanes, (state, hp, arrays, measurement_index=0) -> (state, metrics): their data
-  plans by shared_plans, then measure_every steps and the measurement of each lane, batched by batch_lanes."""
-  chunk = batch_lanes(program.chunk_from_plan, how, (0, 0, None, None, 0), group)
+  """The chunk of a batch of lanes, (state, hp, arrays, measurement_index=0, steps_on=True) -> (state, metrics):
+  their data plans by shared_plans, then measure_every steps (skipped where steps_on is False: the step-0
+  measurement) and the measurement of each lane, batched by batch_lanes."""
+  chunk = batch_lanes(program.chunk_from_plan, how, (0, 0, None, None, 0, None), group)
 
-  def lanes_chunk(state, hp, arrays, measurement_index=0):
-    return chunk(state, hp, arrays, measurement_index, shared_plans(program.plan, state, arrays, distinct))
+  def lanes_chunk(state, hp, arrays, measurement_index=0, steps_on=True):
+    return chunk(state, hp, arrays, measurement_index, shared_plans(program.plan, state, arrays, distinct),
+                 steps_on)
   return lanes_chunk
 
 
@@ -390,6 +394,7 @@ class Sweep:
     self.buckets = (tuple(range(1, padded + 1)) if choice.lanes == 'host'
                     else lane_buckets(padded, mesh.shape['sweep']))
     self.lane_steps_run = 0
+    self.skipped_calls = 0   # chunk calls that skipped their steps (first_measurement)
     self.step_seconds = self.measure_seconds = 0.0   # host lanes only: where their chunks' time went
     self._compiled = {}
     if choice.lanes == 'host':
@@ -405,7 +410,8 @@ class Sweep:
     distinct = distinct_shuffles(hp_host)
     if choice.steps == 'scan':
       self._jitted['chunk'] = jax.jit(batched_chunk(program, choice.lanes, choice.lane_group, distinct),
-                                      in_shardings=(lanes, lanes, rep, rep), out_shardings=lanes, donate_argnums=0)
+                                      in_shardings=(lanes, lanes, rep, rep, rep), out_shardings=lanes,
+                                      donate_argnums=0)
     else:   # a chunk's data plan is computed once (the epoch's shuffle), each step takes its row t
       self._jitted['plan'] = jax.jit(lambda state, arrays: shared_plans(program.plan, state, arrays, distinct),
                                      in_shardings=(lanes, rep), out_shardings=lanes)
@@ -448,6 +454,19 @@ class Sweep:
   def chunk(self) -> CompiledOnce:
     return self.program('chunk' if self.choice.steps == 'scan' else 'step')
 
+  def _measures_in_chunk(self) -> bool:
+    """Whether the step-0 measurement is the chunk program with its steps skipped (batched lanes with scanned
+    steps), rather than a program of its own: the measurement, the larger part of a chunk to compile, is then
+    compiled once (the quickstart's measure program took 2.1–3.5 s to compile of a group's ~8.5 s)."""
+    return self.choice.steps == 'scan' and self.choice.lanes != 'host'
+
+  def first_measurement(self, state):
+    """(state, metrics) of the step-0 measurement of the full batch."""
+    if self._measures_in_chunk():
+      self.skipped_calls += 1
+      return self.program('chunk')(state, self.hp, self.arrays, 0, False)
+    return self.measure(state, self.hp, self.arrays, 0)
+
   def run_chunk(self, state, hp, index):
     """measure_every optimizer steps of the lanes in `hp`, then their measurement."""
     lanes = int(hp.lr.shape[0])
@@ -473,7 +492,7 @@ class Sweep:
         self.measure_seconds += time.perf_counter() - stepped - (self._compiling_seconds() - compiled_steps)
       return host_stack(outs)
     if self.choice.steps == 'scan':
-      return self.program('chunk', lanes)(state, hp, self.arrays, index)
+      return self.program('chunk', lanes)(state, hp, self.arrays, index, *([True] * self._measures_in_chunk()))
     step, plan = self.program('step', lanes), self.program('plan', lanes)(state, self.arrays)
     for t in range(self.cfg.measure_every):
       state = step(state, hp, self.arrays, plan, t)
@@ -500,7 +519,13 @@ class Sweep:
   def flops_done(self) -> flops_lib.Count:
     """Matrix FLOPs of every call of its programs so far (all lanes, padding included)."""
     programs = self._programs()
-    return flops_lib.Count(sum(f.flops.flops * f.calls for f in programs), all(f.flops.exact for f in programs))
+    total = sum(f.flops.flops * f.calls for f in programs)
+    exact = all(f.flops.exact for f in programs)
+    if self.skipped_calls:
+      chunk = self.program('chunk')
+      total -= self.skipped_calls * (chunk.flops.flops - chunk.flops_skipped.flops)
+      exact = exact and chunk.flops_skipped.exact
+    return flops_lib.Count(total, exact)
 
   def _compiling_seconds(self) -> float:
     return sum(f.trace_seconds + f.seconds for f in self._programs())
@@ -517,6 +542,9 @@ class Sweep:
 
   def measure_fraction(self) -> float:
     """The measurement's share of a chunk's matrix FLOPs (full batch): measure / (measure_every steps + measure)."""
+    if self._measures_in_chunk():
+      chunk = self.program('chunk')
+      return chunk.flops_skipped.flops / chunk.flops.flops if chunk.flops.flops else float('nan')
     measure = self.program('measure').flops.flops
     if self.choice.steps == 'scan':
       chunk = self.program('chunk').flops.flops
@@ -585,7 +613,7 @@ def run_sweep(model, data, cfg, hp: LaneHparams, progress=None, mesh=None, resum
   diverged_all = np.full(sweep.num_lanes, -1, np.int64)
   retired = lambda: Retired(None if len(live) == sweep.num_lanes else live.tolist(), diverged_all.tolist())
   if resume is None:
-    state, first = sweep.measure(sweep.init(sweep.hp), sweep.hp, sweep.arrays, 0)
+    state, first = sweep.first_measurement(sweep.init(sweep.hp))
     first = distributed.gather(first)
     buffers = {k: np.full((v.shape[0], sweep.num_chunks + 1) + v.shape[1:], np.nan, v.dtype)
                for k, v in first.items()}

@@ -79,8 +79,9 @@ class LaneProgram(NamedTuple):
   measure: callable   # (state, hp, arrays, measurement_index) -> (state, metrics)
   step: callable      # (state, hp, arrays, plan_t=None) -> state: one optimizer step
   plan: callable      # (state, arrays) -> the data plan of the next measure_every steps (a leading step axis)
-  chunk_from_plan: callable   # (state, hp, arrays, measurement_index, plan) -> chunk, with plan(state, arrays)
-                              # given (lanes.shared_plans computes it once for lanes that shuffle alike)
+  chunk_from_plan: callable   # (state, hp, arrays, measurement_index, plan, steps_on=None) -> chunk, with
+                              # plan(state, arrays) given (lanes.shared_plans computes it once for lanes that
+                              # shuffle alike); steps_on=False: the measurement alone
 
 
 def make_optimizer(opt_cfg, model: models.Model):
@@ -229,8 +230,11 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
   def chunk_plan(state, arrays):
     return data.plan(arrays, state.data_key, state.step, cfg.measure_every)
 
-  def chunk_from_plan(state, hp, arrays, measurement_index, plan):
-    state, _ = jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), state, plan)
+  def chunk_from_plan(state, hp, arrays, measurement_index, plan, steps_on=None):
+    """steps_on (a traced bool; None: always): False skips the steps, so that the same program also takes the
+    step-0 measurement and the measurement is compiled once (lanes.Sweep.first_measurement)."""
+    run = lambda s: jax.lax.scan(lambda s, plan_t: (step(s, hp, arrays, plan_t), None), s, plan)[0]
+    state = run(state) if steps_on is None else jax.lax.cond(steps_on, run, lambda s: s, state)
     return measure(state, hp, arrays, measurement_index)
 
   def chunk(state, hp, arrays, measurement_index=0):

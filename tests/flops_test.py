@@ -34,6 +34,22 @@ def test_cond_counts_its_costliest_branch_and_while_is_a_lower_bound():
   assert _count(loop, 4, x, w) == (one, False)
 
 
+def test_a_skippable_part_counts_exactly_whether_run_or_skipped():
+  # lax.cond(on, f, identity, s): a chunk's steps, skipped for the step-0 measurement; vmapped as a sweep runs it
+  x, w = jnp.ones((B, D)), jnp.ones((D, N))
+  one = 2 * B * D * N
+  part = lambda s: s + (x @ (w * s)).sum(0)   # 2·B·D·N FLOPs for each lane's s (N,)
+  f = lambda on, s: (jax.lax.cond(on, part, lambda s: s, s) @ jnp.ones((N, 1))).sum()
+  s = jnp.ones((3, N))
+  run_jaxpr = jax.make_jaxpr(jax.vmap(f, (None, 0)))(True, s)
+  tail = 2 * N   # the product after the cond, per lane
+  assert flops.count(run_jaxpr) == (3 * (one + tail), True)
+  assert flops.count(run_jaxpr, skipped=True) == (3 * tail, True)
+  # a cond whose other branch computes something stays the costliest branch, a bound
+  g = lambda on, s: jax.lax.cond(on, part, lambda s: s * 2.0, s).sum()
+  assert flops.count(jax.make_jaxpr(g)(True, s[0]), skipped=True) == (one, False)
+
+
 def test_convolution():
   x, k = jnp.ones((2, 9, 9, 3)), jnp.ones((3, 3, 3, 5))
   conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))

@@ -1,8 +1,10 @@
 """Vmapped lanes equal lanes run alone; a diverging lane is frozen, marked, and changes nobody else."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from superconsistency import data as data_lib
+from superconsistency import distributed
 from superconsistency import models
 from superconsistency import parameterization as pz
 from superconsistency import lanes
@@ -31,6 +33,39 @@ def test_vmapped_lane_equals_lane_alone():
       np.testing.assert_allclose(metrics[k][lane], alone[k], rtol=2e-5, atol=1e-6, err_msg=k)
   # different seeds and rates really give different numbers (the comparison above can fail)
   assert not np.allclose(metrics['train_loss'][0], metrics['train_loss'][3])
+
+
+def test_step_0_measurement_is_the_chunk_program_with_its_steps_skipped():
+  """Batched lanes with scanned steps take the step-0 measurement with the chunk program (its steps skipped), so
+  the measurement is compiled once: the same numbers and FLOPs as the measurement's own program, the state as it
+  was, and no measure program compiled by a sweep."""
+  c = shrunk_quickstart()
+  data, model = _setup(c)
+  hp = train.lane_grid((0.25, 1.0), (1.0,), (0,), jnp.float32)
+  sweep = lanes.compile_sweep(model, data, c, hp, distributed.make_mesh(c.mesh))
+  assert (sweep.choice.lanes, sweep.choice.steps) == ('vmap', 'scan')
+  state0 = sweep.init(sweep.hp)
+  before = jax.device_get(state0)
+  ref_state, ref = jax.device_get(sweep.measure(state0, sweep.hp, sweep.arrays, 0))
+  state, first = jax.device_get(sweep.first_measurement(state0))   # donates state0
+  assert set(first) == set(ref)
+  for k in ref:
+    np.testing.assert_allclose(first[k], ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
+  assert np.all(state.step == 0)
+  for name in before.params:
+    np.testing.assert_array_equal(state.params[name], before.params[name])
+  np.testing.assert_allclose(state.power_vec, ref_state.power_vec, rtol=1e-6, atol=1e-7)
+  chunk = sweep.program('chunk')
+  assert chunk.flops_skipped == sweep.measure.flops   # the count and whether it is exact (Lanczos' conds: not)
+  assert chunk.flops.flops > chunk.flops_skipped.flops   # the steps count when they run
+  # a sweep run compiles init and the chunk only
+  fresh = lanes.compile_sweep(model, data, c, hp, distributed.make_mesh(c.mesh))
+  lanes.run_sweep(model, data, c, hp, sweep=fresh)
+  assert sorted(name for name, _ in fresh._compiled) == ['chunk', 'init']
+  done = fresh.flops_done()
+  chunks = c.num_steps // c.measure_every
+  assert done.flops == (fresh.init.flops.flops + chunks * fresh.program('chunk').flops.flops
+                        + fresh.program('chunk').flops_skipped.flops)
 
 
 def test_diverging_lane_is_frozen_marked_and_isolated():
