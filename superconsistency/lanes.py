@@ -176,8 +176,8 @@ def working_set_bytes(model, data) -> int:
 def choose_microbatches(model, data, cfg, conv_on_cpu: bool) -> tuple:
   """(micro-batches, why) for program.microbatches. 0 ('auto') splits the batch only for a convolutional model
   without loops of its own on CPU whose examples are independent (Model.per_example): the fewest equal
-  micro-batches that keep its working set per micro-batch (working_set_bytes) under MICROBATCH_BYTES. On GPU and TPU, and for
-  other models, auto is 1 (a number given in the config applies anywhere the model allows it)."""
+  micro-batches that keep its working set per micro-batch (working_set_bytes) under MICROBATCH_BYTES. On GPU and
+  TPU, and for other models, auto is 1 (a number given in the config applies anywhere the model allows it)."""
   batch, asked = cfg.data.batch_size, cfg.program.microbatches
   if asked:
     if asked > 1 and not model.per_example:
@@ -492,7 +492,7 @@ class Sweep:
         self.measure_seconds += time.perf_counter() - stepped - (self._compiling_seconds() - compiled_steps)
       return host_stack(outs)
     if self.choice.steps == 'scan':
-      return self.program('chunk', lanes)(state, hp, self.arrays, index, *([True] * self._measures_in_chunk()))
+      return self.program('chunk', lanes)(state, hp, self.arrays, index, True)   # batched lanes: steps_on
     step, plan = self.program('step', lanes), self.program('plan', lanes)(state, self.arrays)
     for t in range(self.cfg.measure_every):
       state = step(state, hp, self.arrays, plan, t)
