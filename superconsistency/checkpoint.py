@@ -22,8 +22,6 @@ import shutil
 import signal
 import sys
 
-import orbax.checkpoint as ocp
-
 from superconsistency import distributed
 
 DIRNAME = 'checkpoints'
@@ -123,6 +121,10 @@ class Checkpointer:
   """orbax CheckpointManager over workdir/checkpoints, keeping the last `keep`, saving synchronously."""
 
   def __init__(self, workdir: str, keep: int):
+    # orbax (and the tensorstore it loads, ~0.7 s) only once a run checkpoints: a refused or bad-input command,
+    # which imports this module for its SIGTERM flag, answers without it
+    import orbax.checkpoint as ocp
+    self.ocp = ocp
     self.directory = os.path.abspath(os.path.join(workdir, DIRNAME))
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False,
                                            cleanup_tmp_directories=True)
@@ -133,6 +135,7 @@ class Checkpointer:
 
   def save(self, step: int, meta: dict, state=None) -> None:
     """Collective: every process calls it with its shards. Returns once the checkpoint is complete on disk."""
+    ocp = self.ocp
     items = dict(meta=ocp.args.JsonSave(meta))
     if state is not None:
       items['state'] = ocp.args.StandardSave(state)
@@ -147,6 +150,7 @@ class Checkpointer:
   def restore_latest(self, abstract_state_for):
     """(step, meta, state) from the newest checkpoint that is intact, or None. `abstract_state_for(meta)` gives
     the restore target (shapes, dtypes, shardings), or None for a checkpoint without lane state."""
+    ocp = self.ocp
     steps = self.steps()
     skipped = []
     for i, step in enumerate(reversed(steps)):

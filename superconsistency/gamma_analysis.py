@@ -342,6 +342,12 @@ def _common_slope(groups, level=0.95):
   return dict(slope=b, ci95=[b - half, b + half], n=len(xs))
 
 
+def _argmin_over_columns(x_RxC):
+  """The column holding the smallest finite value (a column with none, e.g. a γ0 whose lanes all diverged, never
+  wins; np.nanmin would warn on it)."""
+  return int(np.argmin(np.where(np.isfinite(x_RxC), x_RxC, np.inf).min(0)))
+
+
 def _best_loss(rows, p, depth, width, large_min):
   """Per seed, the lowest last loss over stable lanes at γ0 ≥ large_min against that below it."""
   lrs, gammas, seeds, last, first, unstable, _ = seed_grids(rows, p, depth, width)
@@ -352,8 +358,8 @@ def _best_loss(rows, p, depth, width, large_min):
     lo, hi = masked[k][:, large], masked[k][:, ~large]
     if np.isfinite(lo).any() and np.isfinite(hi).any():
       by_seed.append(dict(seed=s, large=float(np.nanmin(lo)), small=float(np.nanmin(hi)),
-                          large_gamma0=float(gammas[large][np.nanargmin(np.nanmin(lo, 0))]),
-                          small_gamma0=float(gammas[~large][np.nanargmin(np.nanmin(hi, 0))])))
+                          large_gamma0=float(gammas[large][_argmin_over_columns(lo)]),
+                          small_gamma0=float(gammas[~large][_argmin_over_columns(hi)])))
   mean = _stable_mean(last, unstable)
   best_per_gamma = [float(np.nanmin(mean[:, j])) if np.isfinite(mean[:, j]).any() else None
                     for j in range(len(gammas))]

@@ -27,7 +27,18 @@ SHRINK = ['--config.widths=(8,)', '--config.num_steps=4', '--config.measure_ever
 FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
 
 
-@pytest.mark.parametrize('name', sorted(CONFIGS))
+# Configs whose model and data path another config runs through the CLI in every default run (compiling dominates
+# these runs, so each costs 10-20 s of the suite): the slow run (-m slow) runs them here too.
+#   bn_mlp_cifar10    the gallery runs the same config and analyzes it (tests/experiments_test.py)
+#   gpt2_wikitext103  the gallery's gpt2_transfer is this config with other grids, on the same offline corpus
+#   resnet_cifar10    the gallery's depth_resnet runs this ResNet through the CLI; its batch norm is in
+#                     tests/resnet_test.py's coordinate check
+#   vit_imagenet      vit_tiny_imagenet's ViT with mean pooling and online data, on a 1,000-class stand-in
+RUN_ELSEWHERE = ('bn_mlp_cifar10', 'gpt2_wikitext103', 'resnet_cifar10', 'vit_imagenet')
+
+
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow) if n in RUN_ELSEWHERE else n
+                                  for n in sorted(CONFIGS)])
 def test_config_runs_shrunk_and_offline_through_the_cli(name, tmp_path):
   depths, extra = CONFIGS[name]
   workdir = tmp_path / name
