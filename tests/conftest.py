@@ -19,6 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The CLI runs the tests start share one compilation cache of their own (not the user's), kept between sessions:
 # the suite reruns the same shrunk configs many times (resume, faults, bad input), and a hit skips the compile.
 os.environ.setdefault('SUPERCONSISTENCY_CACHE', os.path.join(tempfile.gettempdir(), 'superconsistency-test-cache'))
+# Generated MNIST-1D arrays likewise (data.mnist1d_cache_directory): generated once, loaded by every later run.
+os.environ.setdefault('SUPERCONSISTENCY_DATA_CACHE', os.path.join(tempfile.gettempdir(), 'superconsistency-test-data'))
 # The tests that compile in-process use it too: many build the programs a CLI test or another test compiles (the
 # shrunk quickstart's), and a hit skips XLA (a set of 107 in-process tests: 145 -> 126 s from an empty cache).
 from superconsistency import compile_cache  # noqa: E402 - after XLA_FLAGS, before any test compiles

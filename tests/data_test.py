@@ -326,3 +326,38 @@ def test_flat_draws_are_jax_randoms_draws_bit_for_bit(shape, dtype):
   with jax.threefry_partitionable(False):
     np.testing.assert_array_equal(np.asarray(draws.normal(key, shape, dtype)),
                                   np.asarray(jax.random.normal(key, shape, dtype)))
+
+
+def test_mnist1d_is_generated_once_and_then_loaded_bit_for_bit(tmp_path, monkeypatch):
+  """The generated arrays are kept in the data cache; a later call with the same size and seed loads them (the
+  generator is not called: here it would fail), a corrupt file is generated again, and '' turns the cache off."""
+  import mnist1d.data
+  monkeypatch.setenv('SUPERCONSISTENCY_DATA_CACHE', str(tmp_path / 'data'))
+  D._mnist1d_numpy.cache_clear()
+  x, y = D._mnist1d_numpy(95, 3)    # 100 generated: 10 per class
+  assert x.shape == (100, 40) and x.dtype == np.float32 and y.dtype == np.int32
+  (path,) = (tmp_path / 'data').iterdir()
+  assert 'n100-seed3' in path.name and not list((tmp_path / 'data').glob('*.tmp'))
+  real = mnist1d.data.make_dataset
+
+  def refuse(args):
+    raise AssertionError('generated again')
+
+  monkeypatch.setattr(mnist1d.data, 'make_dataset', refuse)
+  D._mnist1d_numpy.cache_clear()
+  x2, y2 = D._mnist1d_numpy(100, 3)
+  assert np.array_equal(x, x2) and np.array_equal(y, y2)
+  with pytest.raises(AssertionError, match='generated again'):   # another seed is not in the cache
+    D._mnist1d_numpy(100, 4)
+  path.write_bytes(path.read_bytes()[:200])                     # truncated, as by a full disk
+  monkeypatch.setattr(mnist1d.data, 'make_dataset', real)
+  D._mnist1d_numpy.cache_clear()
+  x3, y3 = D._mnist1d_numpy(100, 3)
+  assert np.array_equal(x, x3) and np.array_equal(y, y3)
+  with np.load(path) as f:                                      # replaced by a whole file
+    assert np.array_equal(f['x'], x)
+  monkeypatch.setenv('SUPERCONSISTENCY_DATA_CACHE', '')
+  D._mnist1d_numpy.cache_clear()
+  D._mnist1d_numpy(100, 5)
+  assert len(list((tmp_path / 'data').iterdir())) == 1
+  D._mnist1d_numpy.cache_clear()
