@@ -35,12 +35,15 @@ def counts_since(before: dict) -> dict:
   return {k: v - before[k] for k, v in counts().items()}
 
 
+def user_cache_directory(name: str) -> str:
+  """$XDG_CACHE_HOME/superconsistency/NAME, else ~/.cache/superconsistency/NAME: where the project's caches live."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'superconsistency', name)
+
+
 def default_directory() -> str:
   """$SUPERCONSISTENCY_CACHE, else $XDG_CACHE_HOME/superconsistency/jax, else ~/.cache/superconsistency/jax."""
-  if os.environ.get('SUPERCONSISTENCY_CACHE'):
-    return os.environ['SUPERCONSISTENCY_CACHE']
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(base, 'superconsistency', 'jax')
+  return os.environ.get('SUPERCONSISTENCY_CACHE') or user_cache_directory('jax')
 
 
 def enable(directory: str | None = None) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import platform
 import sysconfig
@@ -29,7 +30,9 @@ import numpy as np
 from superconsistency.streams import (  # noqa: F401 - re-exported: the data API in one place
     MODES, TASKS, Data, DataSpec, augment_images, augment_key, augment_params, augmented, from_arrays, from_bytes,
     generated, generated_arrays)
+from superconsistency import compile_cache
 from superconsistency import draws
+from superconsistency import results
 from superconsistency import streams
 
 DATASETS = ('mnist1d', 'synthetic_images', 'synthetic_imagenet', 'teacher_student', 'staircase', 'byte_text')
@@ -44,8 +47,7 @@ def mnist1d_cache_directory() -> str:
   $XDG_CACHE_HOME/superconsistency/data, else ~/.cache/superconsistency/data."""
   if 'SUPERCONSISTENCY_DATA_CACHE' in os.environ:
     return os.environ['SUPERCONSISTENCY_DATA_CACHE']
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(base, 'superconsistency', 'data')
+  return compile_cache.user_cache_directory('data')
 
 
 def _mnist1d_generator_versions() -> str:
@@ -85,12 +87,11 @@ def _mnist1d_numpy(num_samples: int, seed: int):
     np.random.set_state(state)
   x, y = d['x'].astype(np.float32), d['y'].astype(np.int32)
   if path:
-    try:   # written whole, then renamed into place: a reader never sees half a file
+    npz = io.BytesIO()
+    np.savez(npz, x=x, y=y)
+    try:
       os.makedirs(directory, exist_ok=True)
-      tmp = f'{path}.{os.getpid()}.tmp'
-      with open(tmp, 'wb') as f:
-        np.savez(f, x=x, y=y)
-      os.replace(tmp, path)
+      results.atomic_write(path, npz.getvalue())
     except OSError:
       pass
   return x, y

@@ -42,11 +42,11 @@ INT_COLUMNS = ('width', 'depth', 'depth_L', 'seed', 'step', 'diverged', 'diverge
 STR_COLUMNS = ('parameterization', 'optimizer', 'lr_convention')
 
 
-def atomic_write(path: str, text: str) -> None:
+def atomic_write(path: str, text: str | bytes) -> None:
   """Writes via a temporary file and a rename, so a reader never sees half a file."""
   d = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=d, prefix='.tmp_')
-  with os.fdopen(fd, 'w') as f:
+  with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as f:
     f.write(text)
   os.chmod(tmp, 0o644)
   os.replace(tmp, path)
