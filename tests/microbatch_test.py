@@ -139,3 +139,21 @@ def test_host_lanes_refuse_a_multi_device_sweep_axis():
     shape = {'sweep': 2, 'data': 1}
   with pytest.raises(ValueError, match="program.lanes='host'.*sweep axis"):
     lanes.choose_program(model, data, c, Mesh())
+
+
+def test_a_micro_batched_programs_measurement_uses_the_same_matmul_convolutions_and_values_in_float64():
+  """The measurement of a micro-batched program is traced like its micro-batches (models.device_loop): no XLA
+  convolution left on CPU, and the same loss, sharpness and eval metrics as the whole-batch program's."""
+  with jax.enable_x64(True):
+    c, data, model = _figure1(8, jnp.float64)
+    state = _three_steps(model, data, c, 1)
+    hp = jax.tree.map(lambda a: a[0], train.lane_grid((0.5,), (1.0,), (0,), jnp.float64))
+    got = {}
+    for m in (1, 4):
+      measure = train.make_lane_program(model, data, c, microbatches=m).measure
+      jaxpr = str(jax.make_jaxpr(measure)(state, hp, data.arrays, 0))
+      assert ('conv_general_dilated' in jaxpr) == (m == 1 or jax.default_backend() != 'cpu'), m
+      got[m] = jax.jit(measure)(state, hp, data.arrays, 0)[1]
+  assert float(got[1]['sharpness']) > 0
+  for name, value in got[1].items():
+    np.testing.assert_allclose(got[4][name], value, rtol=1e-10, atol=1e-14, err_msg=name)
