@@ -6,9 +6,10 @@ sharpness measured in the loop.
 Runtime: about 2–3 minutes on a 2-core laptop CPU (float32; 134 s measured cold with the compile cache off,
 compilation included, 2026-12-03; 303 s for an earlier version while another run shared the cores).
 Expect (best_rate.py's rule, 3 seeds): μP's best rate transfers: drift +0.04 decades from N = 64 to 512, interval
-[-0.21, +0.30] inside the tolerance ±0.45; NTP's shifts: +0.80 decades [+0.48, +1.00]. The step-size-weighted
-sharpness curves of all widths lie on top of each other under μP (late CV across widths 0.03 in every seed) and
-separate under NTP (0.21–0.29).
+[-0.21, +0.30] inside the tolerance ±0.45; NTP's shifts: +0.80 decades [+0.48, +1.00] (on the machine that made
+results/quickstart; another processor rounds differently, and one gave NTP [+0.10, +1.07]: inconclusive). The
+step-size-weighted sharpness curves of all widths lie on top of each other under μP (late CV across widths 0.03 in
+every seed) and separate under NTP (0.21–0.29).
 """
 from superconsistency.config import defaults
 
