@@ -157,13 +157,13 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
 
   def outputs_in_chunks(params, params0, x, gamma0):
     """forward's values on a batch larger than the training step's micro-batch, a micro-batch at a time in a
-    device loop (measurements: the loss and eval batches), so their activations stay in the caches too."""
+    device loop (measurements: the loss and eval batches), so their activations stay in the caches too. Called
+    only inside `measure`, which traces a micro-batched program under models.device_loop()."""
     n = x.shape[0]
     if microbatches == 1 or n <= per_micro or n % per_micro:
       return forward(params, params0, x, gamma0)
-    with models.device_loop():
-      out = jax.lax.map(lambda xb: forward(params, params0, xb, gamma0),
-                        x.reshape((n // per_micro, per_micro) + x.shape[1:]))
+    out = jax.lax.map(lambda xb: forward(params, params0, xb, gamma0),
+                      x.reshape((n // per_micro, per_micro) + x.shape[1:]))
     return out.reshape((n,) + out.shape[2:])
 
   def lr_at(hp, step):
