@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superconsistency import flax_bridge
 from superconsistency import parameterization as pz
 from superconsistency import transformers
 # Re-exported: models.Layer, models.Model, models.init_layers, ... are the model API in one place.
@@ -437,6 +436,11 @@ def _vit_from_spec(spec, width, depth, param, dtype, **options):   # depth = tra
   return transformers.vit(spec.input_shape, spec.num_classes, width, depth, param, dtype, **options)
 
 
+def _flax_from_spec(spec, width, depth, param, dtype, **options):
+  from superconsistency import flax_bridge   # imported here: Flax costs every other model ~0.6 s of start-up
+  return flax_bridge.build_from_config(spec, width, depth, param, dtype, **options)
+
+
 def _gpt2_from_spec(spec, width, depth, param, dtype, **options):   # input_shape = (seq_len,), classes = vocabulary
   return transformers.gpt2(spec.num_classes, spec.input_shape[0], width, depth, param, dtype, **options)
 
@@ -459,7 +463,7 @@ _BUILDERS = {
     'vit': Builder(_vit_from_spec, dict(patch=4, heads=4, mlp_ratio=4, pool='cls'), 'images'),
     # a user's Flax module (flax_bridge.py): module 'package.module:ClassName', its other constructor arguments, the
     # arguments that take the width and depth, (pattern, kind) overrides, and the layers that end a residual branch
-    'flax': Builder(flax_bridge.build_from_config, dict(module='', kwargs={}, width_arg='width', depth_arg='',
+    'flax': Builder(_flax_from_spec, dict(module='', kwargs={}, width_arg='width', depth_arg='',
                                                        kinds=(), branch_out=()), 'any'),
     'gpt2': Builder(_gpt2_from_spec, dict(heads=4, mlp_ratio=4, positions='learned', tied=False), 'tokens'),
 }

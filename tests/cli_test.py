@@ -68,7 +68,7 @@ def test_refuses_to_overwrite_finished_run_and_redraws_plots(finished_run):
   assert os.path.getsize(os.path.join(workdir, 'transfer.png')) > 0
 
 
-@pytest.mark.parametrize('override,field', [
+BAD_INPUT = [
     ('--config.widthz=(8,)', 'widthz'),
     ('--config.parameterizations=("mup","bogus")', 'parameterizations'),
     ('--config.widths=()', 'widths'),
@@ -88,21 +88,43 @@ def test_refuses_to_overwrite_finished_run_and_redraws_plots(finished_run):
     ('--config.coord_check.widths=(64,-8)', 'coord_check.widths'),
     ('--config.coord_check.seeds=()', 'coord_check.seeds'),
     ('--config.measure.microbatches=3', 'measure.microbatches'),
-])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, override, field):
-  workdir = tmp_path / 'never'
-  proc = _cli(f'--workdir={workdir}', override, '--noprogress')
-  assert proc.returncode == 2
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith('error:') and field in lines[0], proc.stderr
-  assert not workdir.exists()
+]
 
 
-def test_unwritable_workdir_and_missing_config(tmp_path):
+@pytest.fixture(scope='module')
+def refusals(tmp_path_factory):
+  """Every BAD_INPUT case and a missing config file through the entry point's `main`, in one process
+  (tests/cli_cases.py): each is refused before anything runs, so a process each would mostly time JAX's import.
+  test_unwritable_workdir_is_refused_by_a_real_process checks that a refusal's code 2 is the process's exit code."""
+  root = tmp_path_factory.mktemp('never')
+  cases = [['--config=configs/quickstart.py', f'--workdir={root / str(i)}', override, '--noprogress']
+           for i, (override, _) in enumerate(BAD_INPUT)]
+  cases.append(['--config=configs/nope.py', f'--workdir={root / "nope"}'])
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'cli_cases.py')], input=json.dumps(cases),
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return root, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize('index', range(len(BAD_INPUT)), ids=[o for o, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(refusals, index):
+  root, results = refusals
+  field, result = BAD_INPUT[index][1], results[index]
+  assert result['rc'] == 2
+  lines = result['stderr'].strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error:') and field in lines[0], result['stderr']
+  assert not (root / str(index)).exists()
+
+
+def test_missing_config_file_is_one_line(refusals):
+  root, results = refusals
+  lines = results[-1]['stderr'].strip().splitlines()
+  assert results[-1]['rc'] == 2 and len(lines) == 1 and 'nope.py' in lines[0], results[-1]
+  assert not (root / 'nope').exists()
+
+
+def test_unwritable_workdir_is_refused_by_a_real_process(tmp_path):
   blocker = tmp_path / 'file'
   blocker.write_text('x')
-  proc = _cli(f'--workdir={blocker}/sub', '--noprogress')
-  assert proc.returncode == 2 and 'workdir' in proc.stderr
-  proc = subprocess.run([sys.executable, '-m', 'superconsistency', '--config=configs/nope.py',
-                         f'--workdir={tmp_path}/w'], cwd=ROOT, capture_output=True, text=True)
-  assert proc.returncode == 2 and 'nope.py' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+  proc = _cli(f'--workdir={blocker}/sub', '--noprogress')   # a process of its own: the exit code is the process's
+  assert proc.returncode == 2 and 'workdir' in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -27,12 +27,14 @@ SHRINK = ['--config.widths=(8,)', '--config.num_steps=4', '--config.measure_ever
 FAST_COMPILE = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
 
 
-# Configs whose model and data path another config runs through the CLI in every default run (compiling dominates
-# these runs, so each costs 10-20 s of the suite): the slow run (-m slow) runs them here too.
-#   bn_mlp_cifar10    the gallery runs the same config and analyzes it (tests/experiments_test.py)
-#   gpt2_wikitext103  the gallery's gpt2_transfer is this config with other grids, on the same offline corpus
-#   resnet_cifar10    the gallery's depth_resnet runs this ResNet through the CLI; its batch norm is in
-#                     tests/resnet_test.py's coordinate check
+# Configs whose model and data path another test runs (compiling dominates these runs, so each costs 10-25 s of
+# the suite): the slow run (-m slow) runs them here too.
+#   bn_mlp_cifar10    the gallery's bn_train takes the BN-MLP through the CLI (tests/experiments_test.py), and
+#                     convnet_cifar10 the CIFAR-shaped stand-in
+#   gpt2_wikitext103  the GPT is in tests/transformers_test.py (in-process), the offline byte corpus in
+#                     tests/data_test.py, and vit_tiny_imagenet takes a transformer through the CLI
+#   resnet_cifar10    the ResNet and its batch norm are in tests/resnet_test.py and tests/models_test.py (in-process);
+#                     the CLI path it would add is convnet_cifar10's (the runner does not depend on the model)
 #   vit_imagenet      vit_tiny_imagenet's ViT with mean pooling and online data, on a 1,000-class stand-in
 RUN_ELSEWHERE = ('bn_mlp_cifar10', 'gpt2_wikitext103', 'resnet_cifar10', 'vit_imagenet')
 

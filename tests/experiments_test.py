@@ -63,7 +63,21 @@ def _finite_numbers(x):
   return [x] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
 
 
-@pytest.mark.parametrize('name', sorted(EXPERIMENTS))
+# Experiments whose model, data and analyses another default test already takes through the CLI (compiling and
+# tracing dominate these runs, 18-35 s each here): the slow run (-m slow) runs them too.
+#   depth_resnet    depth_mlp runs the depth-axis transfer analysis; the ResNet itself is in resnet_test.py and
+#                   models_test.py (in-process), the CIFAR-shaped stand-in in configs_e2e_test.py's convnet_cifar10
+#   gpt2_transfer   the GPT is in transformers_test.py (in-process), the offline byte corpus in data_test.py, and
+#                   configs_e2e_test.py's vit_tiny_imagenet takes a transformer through the CLI; transfer and
+#                   consistency come out of figure1 and mlp_adam
+#   ntk_hessian     edge_of_stability's run measures the NTK and linear_two_layer's the Gauss-Newton part in the
+#                   loop; spectra_engine_test.py checks their top-k against eigh
+#   bn_mlp_cifar10  bn_train runs the BN-MLP through the CLI with its own analysis
+RUN_ELSEWHERE = ('depth_resnet', 'gpt2_transfer', 'ntk_hessian', 'bn_mlp_cifar10')
+
+
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow) if n in RUN_ELSEWHERE else n
+                                  for n in sorted(EXPERIMENTS)])
 def test_experiment_runs_shrunk_and_the_analysis_reads_its_files(name, tmp_path):
   arg, overrides, analyses = EXPERIMENTS[name]
   workdir = tmp_path / name

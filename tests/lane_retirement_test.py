@@ -2,6 +2,7 @@
 re-packed into a smaller batch; what each lane recorded up to then is what a run without retiring records. Also:
 how a sweep's program is chosen (vmap or unrolled lanes, scanned or host-dispatched steps) and that the choices
 compute the same numbers."""
+import functools
 import os
 import subprocess
 import sys
@@ -185,26 +186,35 @@ def test_auto_program_runs_lanes_and_steps_from_the_host_for_loop_free_convoluti
   assert lanes.choose_program(resnet, r_data, r, mesh)[:2] == ('vmap', 'scan')
 
 
-def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes():
-  """The same lanes under every program choice: equal to float32 rounding (other compiled programs)."""
+# Every lanes choice and every steps choice at least once in the default run (each variant compiles a program of
+# its own, ~5 s here); the slow run adds the two remaining pairs.
+PROGRAM_CHOICES = [('unroll', 'host'), ('map', 'scan'), ('host', 'host'),
+                   pytest.param(('vmap', 'host'), marks=pytest.mark.slow),
+                   pytest.param(('host', 'scan'), marks=pytest.mark.slow)]
+
+
+@functools.lru_cache(maxsize=None)   # the reference runs once per test process
+def _figure1_lanes_under(how, steps):
   c = load_config('figure1')
   c.data.num_train, c.data.num_eval = 512, 64
   c.measure.loss_batch, c.measure.sharpness_batch, c.data.batch_size = 64, 16, 16
   c.num_steps, c.measure_every = 6, 3
+  c.program.lanes, c.program.steps = how, steps
   data = data_lib.make_data(c.data, c.num_steps, 64, jnp.float32)
   model = models.make_model(c.model, data.spec, 8, 1, pz.Parameterization('mup'), jnp.float32)
   hp = train.lane_grid((0.1, 0.5, 2.0), (1.0,), (0,), jnp.float32)
   mesh = distributed.make_mesh(c.mesh)
-  out = {}
-  for how, steps in (('vmap', 'scan'), ('unroll', 'host'), ('vmap', 'host'), ('map', 'scan'), ('host', 'host'),
-                     ('host', 'scan')):
-    c.program.lanes, c.program.steps = how, steps
-    _, out[how, steps], _ = lanes.run_sweep(None, data, c, None, sweep=lanes.compile_sweep(model, data, c, hp, mesh))
-  ref = out['vmap', 'scan']
+  return lanes.run_sweep(None, data, c, None, sweep=lanes.compile_sweep(model, data, c, hp, mesh))[1]
+
+
+@pytest.mark.parametrize('choice', PROGRAM_CHOICES, ids=lambda c: '-'.join(c))
+def test_unrolled_host_stepped_lanes_equal_vmapped_scanned_lanes(choice):
+  """The same lanes under a program choice and under vmapped lanes with scanned steps: equal to float32 rounding
+  (other compiled programs)."""
+  ref, got = _figure1_lanes_under('vmap', 'scan'), _figure1_lanes_under(*choice)
   assert np.all(np.isfinite(ref['sharpness'])) and ref['train_loss'][0, -1] != ref['train_loss'][2, -1]
-  for key, got in out.items():
-    for k in train.METRICS:
-      np.testing.assert_allclose(got[k], ref[k], rtol=2e-4, atol=1e-6, err_msg=f'{key} {k}')
+  for k in train.METRICS:
+    np.testing.assert_allclose(got[k], ref[k], rtol=2e-4, atol=1e-6, err_msg=f'{choice} {k}')
 
 
 def test_lanes_in_groups_equal_all_lanes_at_once(monkeypatch):

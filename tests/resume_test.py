@@ -63,7 +63,7 @@ def test_killed_at_every_kind_of_moment_then_resumed_equals_uninterrupted(refere
   assert 'resuming' in text and 'no integrity record' in text and 'falling back to checkpoint' in text
 
 
-def test_sigterm_saves_and_exits_143_then_resumes(reference, tmp_path):
+def test_sigterm_saves_and_exits_143_then_a_changed_config_is_refused_and_the_same_one_resumes(reference, tmp_path):
   workdir = tmp_path / 'w'
   r = _run(workdir, 'sigterm:3', ['--config.checkpoint.every_steps=0'])   # no interval checkpoints: SIGTERM's own
   assert r.returncode == 143, r.stderr[-2000:]
@@ -71,7 +71,16 @@ def test_sigterm_saves_and_exits_143_then_resumes(reference, tmp_path):
   assert 'Traceback' not in r.stderr
   steps = os.listdir(workdir / 'checkpoints')
   assert steps == ['2'], steps   # group 0 after 2 chunks
-  r = _run(workdir, extra=['--config.checkpoint.every_steps=0'])
+  # a changed config is refused, naming the fields, and touches nothing
+  before = {p: _read(workdir / p) for p in ('metrics.csv', 'config.json')}
+  r = _run(workdir, extra=['--config.sweep.lrs.mup=(0.5,1.0)', '--config.data.batch_size=32'])
+  assert r.returncode == 2
+  line = r.stderr.strip().splitlines()[-1]
+  assert 'sweep.lrs.mup' in line and 'data.batch_size' in line and '--overwrite' in line, line
+  assert {p: _read(workdir / p) for p in before} == before
+  assert os.listdir(workdir / 'checkpoints') == ['2']
+  # how often to save is not what is computed: a changed interval resumes (from SIGTERM's checkpoint)
+  r = _run(workdir, extra=['--config.checkpoint.every_steps=6'])
   assert r.returncode == 0, r.stderr[-2000:]
   assert 'resuming' in r.stderr and '2 of its 3 chunks done' in r.stderr
   assert _read(workdir / 'metrics.csv') == reference
@@ -89,23 +98,6 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(reference, tmp_pat
   r = _run(workdir)
   assert r.returncode == 0, r.stderr[-2000:]
   assert f'checkpoint {latest} is corrupt' in r.stderr and 'falling back to checkpoint' in r.stderr
-  assert _read(workdir / 'metrics.csv') == reference
-
-
-def test_changed_config_is_refused_naming_the_fields(reference, tmp_path):
-  workdir = tmp_path / 'w'
-  r = _run(workdir, 'sigterm:2')
-  assert r.returncode == 143, r.stderr[-2000:]
-  before = {p: _read(workdir / p) for p in ('metrics.csv', 'config.json')}
-  r = _run(workdir, extra=['--config.sweep.lrs.mup=(0.5,1.0)', '--config.data.batch_size=32'])
-  assert r.returncode == 2
-  line = r.stderr.strip().splitlines()[-1]
-  assert 'sweep.lrs.mup' in line and 'data.batch_size' in line and '--overwrite' in line, line
-  assert {p: _read(workdir / p) for p in before} == before   # nothing touched
-  # how often to save is not what is computed: a changed interval resumes
-  r = _run(workdir, extra=['--config.checkpoint.every_steps=6'])
-  assert r.returncode == 0, r.stderr[-2000:]
-  assert 'resuming' in r.stderr
   assert _read(workdir / 'metrics.csv') == reference
 
 
