@@ -10,6 +10,8 @@ at the three largest rates of a 64-lane sweep; < 5e-7 elsewhere).
 """
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 import time
 from typing import NamedTuple
@@ -22,7 +24,7 @@ from superconsistency import best_rate
 from superconsistency import distributed
 from superconsistency import flops as flops_lib
 from superconsistency import measurements as measurements_lib
-from superconsistency.train import LaneHparams, LaneProgram, make_lane_program
+from superconsistency.train import LaneHparams, LaneProgram, make_lane_program, with_multipliers
 
 
 class CompiledOnce:
@@ -36,6 +38,7 @@ class CompiledOnce:
     self.jitted, self.compiled, self.seconds, self.trace_seconds = jitted, None, 0.0, 0.0
     self.flops = self.flops_skipped = flops_lib.Count(0.0, True)
     self.calls = 0
+    self.shared = False   # its executable was compiled for an earlier program of the same text (_EXECUTABLES)
 
   def __call__(self, *args):
     if self.compiled is None:
@@ -43,11 +46,27 @@ class CompiledOnce:
       traced = self.jitted.trace(*args)
       lowered = traced.lower()
       self.flops, self.flops_skipped = flops_lib.count(traced.jaxpr), flops_lib.count(traced.jaxpr, skipped=True)
+      key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), str(lowered.in_tree), str(lowered.out_tree))
       done_tracing = time.perf_counter()
-      self.compiled = lowered.compile()
+      self.compiled = _EXECUTABLES.get(key)
+      self.shared = self.compiled is not None
+      if self.shared:
+        _EXECUTABLES.move_to_end(key)
+      else:
+        self.compiled = _EXECUTABLES[key] = lowered.compile()
+        while len(_EXECUTABLES) > SHARED_EXECUTABLES:
+          _EXECUTABLES.popitem(last=False)
       self.trace_seconds, self.seconds = done_tracing - start, time.perf_counter() - done_tracing
     self.calls += 1
     return self.compiled(*args)
+
+
+# The executables of this process's recent programs, by the program's text and argument and result structure: a
+# program that lowers to the same text as an earlier one calls its executable instead of compiling it again. The
+# lane programs take the parameterization's numbers as inputs (train.LaneHparams.multipliers), so μP and NTP at
+# one width share all their programs. A figure1 run has 6 groups of 4 programs; the oldest are dropped first.
+SHARED_EXECUTABLES = 32
+_EXECUTABLES = collections.OrderedDict()
 
 
 class HostLanes:
@@ -527,6 +546,13 @@ class Sweep:
       exact = exact and chunk.flops_skipped.exact
     return flops_lib.Count(total, exact)
 
+  def program_counts(self) -> dict:
+    """Its programs so far: compiled here, and shared (an earlier group's executable of the same program text,
+    CompiledOnce.shared)."""
+    programs = [f for f in self._programs() if f.compiled is not None]
+    shared = sum(f.shared for f in programs)
+    return dict(compiled=len(programs) - shared, shared=shared)
+
   def _compiling_seconds(self) -> float:
     return sum(f.trace_seconds + f.seconds for f in self._programs())
 
@@ -558,6 +584,7 @@ def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurem
   """The compiled sweep of the lanes `hp` on `mesh`; `choice` overrides choose_program's (benchmarks compare
   programs with it)."""
   choice = choose_program(model, data, cfg, mesh) if choice is None else choice
+  hp = with_multipliers(hp, model, cfg.optimizer, cfg.dtype)
   program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host',
                               microbatches=choice.microbatches)
   num_lanes = int(hp.lr.shape[0])

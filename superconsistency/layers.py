@@ -12,6 +12,7 @@ models.py (mlp, simple_convnet, resnet, bn_mlp) and transformers.py (vit, gpt2) 
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 from typing import Callable, NamedTuple
 
@@ -59,6 +60,43 @@ def layer(param: pz.Parameterization, width: int, kind: str, shape, stacked: int
   if fan_in is None:
     fan_in = math.prod((shape[1:] if stacked else shape)[:-1])
   return Layer(kind, fan_in, pz.forward_multiplier(param, kind, fan_in, width), shape, stacked)
+
+
+# While a lane program is traced (train.make_lane_program), the forward multipliers come from its inputs: {param
+# name: traced scalar}, else None. See forward_multipliers.
+_LIFTED = [None]
+
+
+@contextlib.contextmanager
+def lifted_multipliers(values: dict | None):
+  """While tracing inside this block, `forward_multipliers(...)[name]` is `values[name]` (a traced input of the
+  program being traced) instead of the Layer's float; None leaves the floats. The lane programs pass a model's
+  multipliers in as inputs so that two models that differ only in these numbers (μP and NTP at one width) trace
+  to one program, compiled once (lanes.CompiledOnce shares it). x·c is the same float operation whether c is a
+  constant or an input; only XLA's folding of constants together differs (tests/shared_programs_test.py: the
+  training bit for bit, Hessian products to float rounding)."""
+  before = _LIFTED[0]
+  _LIFTED[0] = values
+  try:
+    yield
+  finally:
+    _LIFTED[0] = before
+
+
+class ForwardMultipliers:
+  """{param name: forward multiplier} as a model's forward pass reads it: the Layer's float, or while a lane
+  program is traced, the program's input (lifted_multipliers). A model reads it at call time (inside apply)."""
+
+  def __init__(self, layers: dict):
+    self._floats = {n: l.multiplier for n, l in layers.items()}
+
+  def __getitem__(self, name):
+    lifted = _LIFTED[0]
+    return lifted[name] if lifted is not None and name in lifted else self._floats[name]
+
+
+def forward_multipliers(layers: dict) -> ForwardMultipliers:
+  return ForwardMultipliers(layers)
 
 
 class Model(NamedTuple):

@@ -266,6 +266,41 @@ def lr_multiplier(p: Parameterization, kind: str, optimizer: str, width: int, de
   return _evaluate(_rate_power(p, kind, optimizer), p.alpha, gamma0=gamma0, width=width, depth=depth)
 
 
+def lr_multiplier_lifted(p: Parameterization, kind: str, optimizer: str, width: int, depth: int) -> tuple:
+  """lr_multiplier's γ0 exponent and its numbers apart from γ0, as a program can take them as inputs:
+  (exponent, factors) with lr_from_lifted(γ0, exponent, factors) == lr_multiplier(..., γ0) bit for bit.
+
+  With a γ0 exponent ≠ 0 the factors are (a, b) pairs for n, N and L in the order _evaluate applies them, each
+  step m·a/b with the other of the pair 1 (x·1 and x/1 are exact), so every row with the same γ0 exponent computes
+  its rate with the same operations; with exponent 0 the multiplier is one number, the only factor."""
+  power = _rate_power(p, kind, optimizer)
+  if power.gamma0 == 0:
+    return Fraction(0), (float(_evaluate(power, p.alpha, width=width, depth=depth)),)
+  factors = []
+  for base, e in ((1, power.fan_in), (width, power.width)):
+    f = float(_power_of(base, abs(e))) if e else 1.0
+    factors += [f, 1.0] if e > 0 else [1.0, f]
+  a, b = power.depth, power.depth_alpha
+  if b:
+    up = _up_at_half(a, b)
+    f = depth ** ((float(a) + float(b) * p.alpha) if up else (float(-a) + float(-b) * p.alpha))
+    factors += [f, 1.0] if up else [1.0, f]
+  else:
+    f = float(_power_of(depth, abs(a))) if a else 1.0
+    factors += [f, 1.0] if a > 0 else [1.0, f]
+  return power.gamma0, tuple(factors)
+
+
+def lr_from_lifted(gamma0, exponent: Fraction, factors):
+  """The learning-rate multiplier from lr_multiplier_lifted's (exponent, factors); factors may be traced."""
+  if exponent == 0:
+    return factors[0]
+  m = _power_of(gamma0, exponent) if exponent > 0 else 1.0 / _power_of(gamma0, -exponent)
+  for a, b in zip(factors[::2], factors[1::2]):
+    m = m * a / b
+  return m
+
+
 def adam_grad_scale(p: Parameterization, kind: str, width: int) -> float:
   """Factor applied to a layer's gradient before Adam, so that a fixed ε shrinks with width.
 

@@ -58,6 +58,20 @@ class LaneHparams(NamedTuple):
   lr: jax.Array       # base learning rate η0
   gamma0: jax.Array
   seed: jax.Array     # int32
+  # the model's parameterization numbers as inputs (with_multipliers), or None: the program holds them as
+  # constants. As inputs, models that differ only in them (μP and NTP at one width) trace to one program
+  multipliers: dict | None = None
+
+
+def with_multipliers(hp: LaneHparams, model: models.Model, opt_cfg, dtype) -> LaneHparams:
+  """`hp` (lane-leading arrays) with `model`'s forward multipliers and learning-rate factors
+  (pz.lr_multiplier_lifted) for every lane: {'forward': {param: (lanes,)}, 'lr': {param: ((lanes,), ...)}}."""
+  lanes = np.shape(hp.lr)[0]
+  full = lambda v: np.full((lanes,), v, dtype)
+  forward = {n: full(l.multiplier) for n, l in model.layers.items()}
+  lr = {n: tuple(full(f) for f in pz.lr_multiplier_lifted(model.param, k, opt_cfg.name, model.width, model.depth)[1])
+        for n, k in model.kinds.items()}
+  return hp._replace(multipliers=dict(forward=forward, lr=lr))
 
 
 @flax.struct.dataclass
@@ -97,7 +111,12 @@ def make_optimizer(opt_cfg, model: models.Model):
   else:
     raise ValueError(f'unknown optimizer {opt_cfg.name!r}; allowed: sgd, adam')
 
-  def lr_multipliers(gamma0):
+  exponents = {n: pz.lr_multiplier_lifted(p, k, opt_cfg.name, model.width, model.depth)[0] for n, k in kinds.items()}
+
+  def lr_multipliers(gamma0, lifted=None):
+    """{param: its rate / η0}; `lifted`: the factors as program inputs (LaneHparams.multipliers['lr'])."""
+    if lifted is not None:
+      return {n: pz.lr_from_lifted(gamma0, exponents[n], lifted[n]) for n in kinds}
     return {n: pz.lr_multiplier(p, k, opt_cfg.name, model.width, model.depth, gamma0) for n, k in kinds.items()}
   return tx, lr_multipliers, grad_scale
 
@@ -181,7 +200,14 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
         loss_sum=jnp.zeros((), dtype), loss_count=jnp.zeros((), jnp.int32),
         power_vec=jax.random.normal(jax.random.fold_in(key, 2), flat.shape, dtype))
 
+  def rate_multipliers(hp: LaneHparams):
+    return lr_multipliers(hp.gamma0, hp.multipliers and hp.multipliers['lr'])
+
   def step(state: LaneState, hp: LaneHparams, arrays, plan_t=None) -> LaneState:
+    with models.lifted_multipliers(hp.multipliers and hp.multipliers['forward']):
+      return step_traced(state, hp, arrays, plan_t)
+
+  def step_traced(state: LaneState, hp: LaneHparams, arrays, plan_t) -> LaneState:
     if plan_t is None:
       plan_t = jax.tree.map(lambda a: a[0], data.plan(arrays, state.data_key, state.step, 1))
     x, y = data.batch(arrays, state.data_key, state.step, plan_t)
@@ -189,7 +215,7 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
     if grad_scale is not None:
       grads = {n: g * grad_scale[n] for n, g in grads.items()}
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
+    lr, mults = lr_at(hp, state.step), rate_multipliers(hp)
     new_params = {n: w - (lr * mults[n]) * updates[n] for n, w in state.params.items()}
     finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(w)) for w in new_params.values()]))
     bad = ~finite | (loss > cfg.loss_cap)
@@ -211,7 +237,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
 
   def measure(state: LaneState, hp: LaneHparams, arrays, measurement_index=0):
     with models.device_loop() if microbatches > 1 else nullcontext():   # traced like the micro-batches
-      return measure_traced(state, hp, arrays, measurement_index)
+      with models.lifted_multipliers(hp.multipliers and hp.multipliers['forward']):
+        return measure_traced(state, hp, arrays, measurement_index)
 
   def measure_traced(state: LaneState, hp: LaneHparams, arrays, measurement_index):
     apply_fn = lambda params, x: forward(params, state.params0, x, hp.gamma0)
@@ -220,7 +247,7 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
     out_eval = outputs_in_chunks(state.params, state.params0, *split(arrays['eval_x']), hp.gamma0)
     ops = spectra.operators(apply_fn, loss_fn, state.params, xs, ys, microbatches=m.microbatches)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(hp.seed), 3), state.step)
-    lr, mults = lr_at(hp, state.step), lr_multipliers(hp.gamma0)
+    lr, mults = lr_at(hp, state.step), rate_multipliers(hp)
     rates, _ = ravel_pytree({n: (lr * mults[n]) * jnp.ones_like(w) for n, w in state.params.items()})
     ctx = measurements_lib.Context(
         cfg=cfg, state=state, hp=hp, arrays=arrays, index=measurement_index, dtype=dtype, key=key,
