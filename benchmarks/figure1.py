@@ -468,6 +468,8 @@ def programs_text(ours):
   programs = ours['summary'].get('programs', []) if ours else []
   return '; '.join(f'{g.get("parameterization")} N={g.get("width")}: lanes {g.get("lanes")}, steps {g.get("steps")}, '
                    f'{g.get("microbatches", 1)} micro-batch{"es" if g.get("microbatches", 1) > 1 else ""}'
+                   + (f', {g["compiled"]} programs compiled, {g["shared"]} shared with an earlier group'
+                      if 'shared' in g else '')
                    for g in programs)
 
 

@@ -46,7 +46,9 @@ class CompiledOnce:
       traced = self.jitted.trace(*args)
       lowered = traced.lower()
       self.flops, self.flops_skipped = flops_lib.count(traced.jaxpr), flops_lib.count(traced.jaxpr, skipped=True)
-      key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), str(lowered.in_tree), str(lowered.out_tree))
+      # the text leaves out the arguments the program does not read, which a call still checks: their types too
+      key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), str(lowered.in_tree), str(lowered.out_tree),
+             str(traced.in_avals), str([getattr(a, 'sharding', None) for a in jax.tree.leaves(args)]))
       done_tracing = time.perf_counter()
       self.compiled = _EXECUTABLES.get(key)
       self.shared = self.compiled is not None
@@ -61,8 +63,9 @@ class CompiledOnce:
     return self.compiled(*args)
 
 
-# The executables of this process's recent programs, by the program's text and argument and result structure: a
-# program that lowers to the same text as an earlier one calls its executable instead of compiling it again. The
+# The executables of this process's recent programs, by the program's text and its arguments' structure, types and
+# shardings: a program that lowers to the same text for the same arguments calls the earlier one's executable
+# instead of compiling it again. The
 # lane programs take the parameterization's numbers as inputs (train.LaneHparams.multipliers), so μP and NTP at
 # one width share all their programs. A figure1 run has 6 groups of 4 programs; the oldest are dropped first.
 SHARED_EXECUTABLES = 32
@@ -82,6 +85,12 @@ class HostLanes:
 
   def __getattr__(self, name):   # flops, calls, seconds, trace_seconds: the single-lane program's
     return getattr(self.compiled, name)
+
+
+class PlanInputs(NamedTuple):
+  """What LaneProgram.plan reads of a lane's state."""
+  data_key: jax.Array
+  step: jax.Array
 
 
 def _planned_step(program: LaneProgram):
@@ -501,7 +510,9 @@ class Sweep:
         # the steps' and the measurement's time, apart and without compiling (waiting for each costs nothing
         # here: the lane's next call needs the previous one's result, and XLA:CPU runs one call at a time)
         start, compiled = time.perf_counter(), self._compiling_seconds()
-        plan = self._single['plan'](s, self.arrays)
+        # the plan reads only the data key and the step: given those alone, its program is the same for every
+        # group (every width), so later groups share the first's executable (CompiledOnce)
+        plan = self._single['plan'](PlanInputs(s.data_key, s.step), self.arrays)
         for t in range(self.cfg.measure_every):
           s = run(s, h, self.arrays, plan, t)
         jax.block_until_ready(s)
