@@ -34,8 +34,8 @@ Command (from the repository root):
     python benchmarks/figure1.py --authors /path/to/reproduce_jax.py --workdir results/figure1   # all three
     python benchmarks/figure1.py --quick --out /tmp/figure1.md   # smoke test: width 16, 32 steps, < 2 min
     python benchmarks/figure1.py --skip conventional,authors     # ours only
-Runtime of the full run: 1,992 s (33 min) on this 2-core CPU on 2026-12-03, a slow day (matmul peak 118 GFLOP/s
-against 176-203 on others; ours 192 s, conventional 525 s, the authors' script 1,267 s, plus the peak measurement);
+Runtime of the full run: 1,911 s (32 min) on this 2-core CPU on 2026-12-03 (matmul peak 135 GFLOP/s; ours 168 s,
+conventional 516 s, the authors' script 1,218 s, plus the peak measurement); 1,992 s earlier that day (peak 118);
 1,279 s on 2026-12-02; the authors' script alone has taken 700-1,350 s on other days.
 `--quick`: 50-95 s.
 """
