@@ -65,9 +65,9 @@ class CompiledOnce:
 
 # The executables of this process's recent programs, by the program's text and its arguments' structure, types and
 # shardings: a program that lowers to the same text for the same arguments calls the earlier one's executable
-# instead of compiling it again. The
-# lane programs take the parameterization's numbers as inputs (train.LaneHparams.multipliers), so μP and NTP at
-# one width share all their programs. A figure1 run has 6 groups of 4 programs; the oldest are dropped first.
+# instead of compiling it again. The lane programs take the parameterization's numbers as inputs
+# (train.LaneHparams.multipliers), so μP and NTP at one width share all their programs. A figure1 run has 6 groups
+# of 4 programs; the oldest are dropped first.
 SHARED_EXECUTABLES = 32
 _EXECUTABLES = collections.OrderedDict()
 

@@ -63,13 +63,13 @@ def layer(param: pz.Parameterization, width: int, kind: str, shape, stacked: int
 
 
 # While a lane program is traced (train.make_lane_program), the forward multipliers come from its inputs: {param
-# name: traced scalar}, else None. See forward_multipliers.
+# name: traced scalar}, else None. See ForwardMultipliers.
 _LIFTED = [None]
 
 
 @contextlib.contextmanager
 def lifted_multipliers(values: dict | None):
-  """While tracing inside this block, `forward_multipliers(...)[name]` is `values[name]` (a traced input of the
+  """While tracing inside this block, `ForwardMultipliers(...)[name]` is `values[name]` (a traced input of the
   program being traced) instead of the Layer's float; None leaves the floats. The lane programs pass a model's
   multipliers in as inputs so that two models that differ only in these numbers (μP and NTP at one width) trace
   to one program, compiled once (lanes.CompiledOnce shares it). x·c is the same float operation whether c is a
@@ -93,10 +93,6 @@ class ForwardMultipliers:
   def __getitem__(self, name):
     lifted = _LIFTED[0]
     return lifted[name] if lifted is not None and name in lifted else self._floats[name]
-
-
-def forward_multipliers(layers: dict) -> ForwardMultipliers:
-  return ForwardMultipliers(layers)
 
 
 class Model(NamedTuple):

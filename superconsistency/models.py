@@ -24,7 +24,7 @@ import numpy as np
 from superconsistency import parameterization as pz
 from superconsistency import transformers
 # Re-exported: models.Layer, models.Model, models.init_layers, ... are the model API in one place.
-from superconsistency.layers import (Layer, Model, batch_norm, forward_multipliers, haar_orthogonal,  # noqa: F401
+from superconsistency.layers import (ForwardMultipliers, Layer, Model, batch_norm, haar_orthogonal,  # noqa: F401
                                      init_layers, layer, layer_norm, lifted_multipliers)
 
 ACTIVATIONS = {
@@ -166,7 +166,7 @@ def mlp(in_dim: int, num_classes: int, width: int, depth: int, activation: str,
   for i in range(1, depth - 1):
     layers[f'layer_{i:02d}'] = layer(param, width, 'hidden', (width, width))
   layers[f'layer_{depth - 1:02d}'] = layer(param, width, 'readout', (width, num_classes))
-  mults = forward_multipliers(layers)
+  mults = ForwardMultipliers(layers)
 
   def apply(params, x_BxD, gamma0=1.0, with_activations=False):
     acts = {}
@@ -198,7 +198,7 @@ def simple_convnet(image_shape, num_classes: int, width: int, param: pz.Paramete
   layers = {'conv_0': layer(param, width, 'input', (3, 3, c, width)),
             'conv_1': layer(param, width, 'hidden', (3, 3, width, width)),
             'readout': layer(param, width, 'readout', (width * spatial, num_classes))}
-  mults = forward_multipliers(layers)
+  mults = ForwardMultipliers(layers)
 
   # ReLU is non-decreasing, so it commutes with the max of a pooling window: pooling first applies it to a
   # quarter of the entries, and its gradient's mask is taken there (the same values and gradients)
@@ -265,7 +265,7 @@ def resnet(image_shape, num_classes: int, width: int, blocks_per_stage: int, par
       layers[f'down_{s}'] = layer(param, width, 'hidden', (3, 3, chans[s - 1], ch))
     layers[f'stage{s}_convs'] = layer(param, width, 'branch', (blocks * k, 3, 3, ch, ch), stacked=blocks * k)
   layers['readout'] = layer(param, width, 'readout', (chans[-1], num_classes))
-  mults = forward_multipliers(layers)
+  mults = ForwardMultipliers(layers)
   branch = pz.branch_multiplier(param, 3 * blocks)
 
   def stage(s, z, convs, with_activations):
@@ -317,7 +317,7 @@ def res_mlp(in_dim: int, num_classes: int, width: int, blocks: int, param: pz.Pa
   layers = {'input': layer(param, width, 'input', (in_dim, width)),
             'branch': layer(param, width, 'branch', (blocks * k, width, width), stacked=blocks * k),
             'readout': layer(param, width, 'readout', (width, num_classes))}
-  mults = forward_multipliers(layers)
+  mults = ForwardMultipliers(layers)
   branch = pz.branch_multiplier(param, blocks)
 
   def apply(params, x, gamma0=1.0, with_activations=False):
@@ -375,7 +375,7 @@ def bn_mlp(in_dim: int, num_classes: int, width: int, depth: int, param: pz.Para
   layers = {'input': layer(param, width, 'input', (in_dim, width)),
             'hidden': layer(param, width, 'hidden', (depth, width, width), stacked=depth),
             'readout': layer(param, width, 'readout', (width, num_classes))}
-  mults = forward_multipliers(layers)
+  mults = ForwardMultipliers(layers)
   gains = np.arange(1, depth + 1, dtype=np.float64) ** (-shaping_k)
 
   def init(key):

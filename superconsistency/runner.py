@@ -339,9 +339,7 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
                                        measure_fraction_flops=sweep.measure_fraction(), flops=done.flops,
                                        **sweep.measure_time_split(),
                                        run_s=round(time.time() - start - trace_s - compile_s, 2),
-                                       lane_steps_run=lane_steps.run,
-                                       compiled=sweep.program_counts()['compiled'],
-                                       shared=sweep.program_counts()['shared'])
+                                       lane_steps_run=lane_steps.run, **sweep.program_counts())
   return Spent(trace_s, compile_s, done.flops, done.exact, lane_steps.run, lane_steps.saved)
 
 

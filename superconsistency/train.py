@@ -203,8 +203,11 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
   def rate_multipliers(hp: LaneHparams):
     return lr_multipliers(hp.gamma0, hp.multipliers and hp.multipliers['lr'])
 
+  def forward_multipliers_of(hp: LaneHparams):   # the model reads its multipliers from hp while this is active
+    return models.lifted_multipliers(hp.multipliers and hp.multipliers['forward'])
+
   def step(state: LaneState, hp: LaneHparams, arrays, plan_t=None) -> LaneState:
-    with models.lifted_multipliers(hp.multipliers and hp.multipliers['forward']):
+    with forward_multipliers_of(hp):
       return step_traced(state, hp, arrays, plan_t)
 
   def step_traced(state: LaneState, hp: LaneHparams, arrays, plan_t) -> LaneState:
@@ -237,7 +240,7 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
 
   def measure(state: LaneState, hp: LaneHparams, arrays, measurement_index=0):
     with models.device_loop() if microbatches > 1 else nullcontext():   # traced like the micro-batches
-      with models.lifted_multipliers(hp.multipliers and hp.multipliers['forward']):
+      with forward_multipliers_of(hp):
         return measure_traced(state, hp, arrays, measurement_index)
 
   def measure_traced(state: LaneState, hp: LaneHparams, arrays, measurement_index):
