@@ -180,36 +180,37 @@ def _power_of(base, e: Fraction):
   return base ** float(e)
 
 
+def _factors(power: Power, alpha: float, fan_in=1, width=1, depth=1) -> tuple:
+  """The monomial's factors after γ0, in the order _evaluate applies them: for n, N and L, (value, True) to
+  multiply by, (value, False) to divide by, or None where the exponent is 0. lr_multiplier_lifted lifts the same
+  list into a program's inputs."""
+  slots = [(_power_of(base, abs(e)), e > 0) if e else None
+           for base, e in ((fan_in, power.fan_in), (width, power.width))]
+  a, b = power.depth, power.depth_alpha
+  if b:   # exponent a + b·α: × L^(a+bα) if that is >= 0 at α = 1/2, else ÷ L^(−a−bα), a float as α is
+    up = _up_at_half(a, b)
+    slots.append((depth ** ((float(a) + float(b) * alpha) if up else (float(-a) + float(-b) * alpha)), up))
+  else:
+    slots.append((_power_of(depth, abs(a)), a > 0) if a else None)
+  return tuple(slots)
+
+
 def _evaluate(power: Power, alpha: float, gamma0=1.0, fan_in=1, width=1, depth=1):
   """The monomial's value, left to right over γ0, n, N, L: positive exponents multiply, negative ones divide.
 
   This order and form (1/√n then ÷√N; γ0² · N; then × L^(2α−1) or ÷ L^(1−α), for every α) reproduce the floats
   of the hand-written rules this table replaced, for traced γ0 too."""
-  m = None
-  for base, e in ((gamma0, power.gamma0), (fan_in, power.fan_in), (width, power.width)):
-    if e > 0:
-      f = _power_of(base, e)
-      if m is None:   # an integer size alone counts as a float (it was 1.0 * N); γ0 is returned as given
-        m = float(f) if isinstance(f, int) and base is not gamma0 else f
-      else:
-        m = m * f
-    elif e < 0:
-      f = _power_of(base, -e)
-      m = 1.0 / f if m is None else m / f
-  a, b = power.depth, power.depth_alpha
-  if b:   # exponent a + b·α: × L^(a+bα) if that is >= 0 at α = 1/2, else ÷ L^(−a−bα), a float as α is
-    if _up_at_half(a, b):
-      f = depth ** (float(a) + float(b) * alpha)
-      m = f if m is None else m * f
+  m = None   # γ0 is returned as given; an integer size alone counts as a float (it was 1.0 * N)
+  if power.gamma0:
+    m = _power_of(gamma0, power.gamma0) if power.gamma0 > 0 else 1.0 / _power_of(gamma0, -power.gamma0)
+  for slot in _factors(power, alpha, fan_in, width, depth):
+    if slot is None:
+      continue
+    f, up = slot
+    if m is None:
+      m = (float(f) if isinstance(f, int) else f) if up else 1.0 / f
     else:
-      f = depth ** (float(-a) + float(-b) * alpha)
-      m = 1.0 / f if m is None else m / f
-  elif a > 0:
-    f = _power_of(depth, a)
-    m = (float(f) if isinstance(f, int) else f) if m is None else m * f
-  elif a < 0:
-    f = _power_of(depth, -a)
-    m = 1.0 / f if m is None else m / f
+      m = m * f if up else m / f
   return 1.0 if m is None else m
 
 
@@ -277,17 +278,9 @@ def lr_multiplier_lifted(p: Parameterization, kind: str, optimizer: str, width: 
   if power.gamma0 == 0:
     return Fraction(0), (float(_evaluate(power, p.alpha, width=width, depth=depth)),)
   factors = []
-  for base, e in ((1, power.fan_in), (width, power.width)):
-    f = float(_power_of(base, abs(e))) if e else 1.0
-    factors += [f, 1.0] if e > 0 else [1.0, f]
-  a, b = power.depth, power.depth_alpha
-  if b:
-    up = _up_at_half(a, b)
-    f = depth ** ((float(a) + float(b) * p.alpha) if up else (float(-a) + float(-b) * p.alpha))
-    factors += [f, 1.0] if up else [1.0, f]
-  else:
-    f = float(_power_of(depth, abs(a))) if a else 1.0
-    factors += [f, 1.0] if a > 0 else [1.0, f]
+  for slot in _factors(power, p.alpha, width=width, depth=depth):
+    f = 1.0 if slot is None else float(slot[0])
+    factors += [f, 1.0] if slot is not None and slot[1] else [1.0, f]
   return power.gamma0, tuple(factors)
 
 
