@@ -56,7 +56,7 @@ from flax import nnx
 from flax import traverse_util
 
 from superconsistency import parameterization as pz
-from superconsistency.layers import Layer, Model, init_layers, layer
+from superconsistency.layers import ForwardMultipliers, Layer, Model, init_layers, layer
 
 SEP = '.'
 LOOKUP_LEAVES = ('embedding',)   # nn.Embed's table: a lookup, fan-in 1
@@ -227,7 +227,12 @@ def flax_model(module, example_input, param: pz.Parameterization, width: int, de
     fan_in = 1 if (v.ndim < 2 or leaf in LOOKUP_LEAVES) else None
     layers[name] = layer(param, width, kind_of[name], v.shape, fan_in=fan_in)
   branch = pz.branch_multiplier(param, depth)
-  mults = {n: l.multiplier * (branch if n in ends else 1.0) for n, l in layers.items()}
+  # a lane program passes the layers' multipliers in as inputs (ForwardMultipliers), so that μP and NTP at one
+  # width share their programs; a branch's last layer keeps its product with β·L^(−α) as a constant (the product
+  # of two inputs would round once more than the float computed here)
+  lifted = ForwardMultipliers(layers)
+  mults = {n: l.multiplier * branch for n, l in layers.items() if n in ends}
+  multiplier = lambda n: mults[n] if n in mults else lifted[n]
   weight_names = [n for n in flat if flat[n].ndim >= 2]
   readout = next(n for n in weight_names if kind_of[n] == 'readout')
   readout_module = _module_of(readout)
@@ -238,11 +243,11 @@ def flax_model(module, example_input, param: pz.Parameterization, width: int, de
     params = init_layers(key, {n: layers[n] for n in weight_names}, param, dtype)
     if len(weight_names) < len(layers):
       own = wrapped.init_params(key)
-      params.update({n: jnp.asarray(own[n], dtype) / mults[n] for n in layers if n not in params})
+      params.update({n: jnp.asarray(own[n], dtype) / multiplier(n) for n in layers if n not in params})
     return {n: params[n] for n in layers}
 
   def apply(params, x, gamma0=1.0, with_activations=False):
-    effective = {n: params[n] * mults[n] for n in layers}
+    effective = {n: params[n] * multiplier(n) for n in layers}
     out, outputs = wrapped.apply(effective, x, with_activations)
     out = out / gamma0
     if not with_activations:

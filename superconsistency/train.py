@@ -192,7 +192,8 @@ def make_lane_program(model: models.Model, data, cfg, mesh=None,
 
   def init(hp: LaneHparams) -> LaneState:
     key = jax.random.PRNGKey(hp.seed)
-    params = model.init(jax.random.fold_in(key, 0))
+    with forward_multipliers_of(hp):   # a Flax module's own vectors are stored divided by their multipliers
+      params = model.init(jax.random.fold_in(key, 0))
     flat, _ = ravel_pytree(params)
     return LaneState(
         params=params, params0=params, opt_state=tx.init(params), data_key=jax.random.fold_in(key, 1),

@@ -18,21 +18,37 @@ from superconsistency import train
 from conftest import shrunk_quickstart
 
 
-def _sweep(c, data, p_name, width, hp):
-  model = models.make_model(c.model, data.spec, width, 3, pz.Parameterization(p_name), jnp.float32)
+def _project_mlp(c, data, p_name, width):
+  return models.make_model(c.model, data.spec, width, 3, pz.Parameterization(p_name), jnp.float32)
+
+
+def _linen_mlp_with_biases(c, data, p_name, width):
+  """docs/examples/linen_mlp.py: a user's linen module with biases (its vectors are stored divided by their
+  multipliers at init, so the init program reads them too)."""
+  import os
+  import sys
+  from superconsistency import flax_bridge
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'examples'))
+  from linen_mlp import MLP
+  return flax_bridge.flax_model(MLP(width=width), data.arrays['eval_x'][:2], pz.Parameterization(p_name), width)
+
+
+def _sweep(c, data, p_name, width, hp, make_model=_project_mlp):
+  model = make_model(c, data, p_name, width)
   sweep = lanes.compile_sweep(model, data, c, hp, distributed.make_mesh(c.mesh))
   out = lanes.run_sweep(model, data, c, hp, sweep=sweep)
   return sweep.program_counts(), out
 
 
-def test_mup_and_ntk_at_one_width_share_every_program_with_the_same_numbers(monkeypatch):
+@pytest.mark.parametrize('make_model', [_project_mlp, _linen_mlp_with_biases], ids=['project_mlp', 'linen_module'])
+def test_mup_and_ntk_at_one_width_share_every_program_with_the_same_numbers(make_model, monkeypatch):
   c = shrunk_quickstart()
   data = data_lib.make_data(c.data, c.num_steps, c.measure.loss_batch, jnp.float32)
   hp = train.lane_grid((0.25, 1.0), (1.0,), (0,), jnp.float32)
   monkeypatch.setattr(lanes, '_EXECUTABLES', collections.OrderedDict())   # nothing from earlier tests
-  mup, (_, m_mup, _) = _sweep(c, data, 'mup', 16, hp)
-  ntk, (_, m_ntk, d_ntk) = _sweep(c, data, 'ntk', 16, hp)
-  other_width, _ = _sweep(c, data, 'ntk', 8, hp)
+  mup, (_, m_mup, _) = _sweep(c, data, 'mup', 16, hp, make_model)
+  ntk, (_, m_ntk, d_ntk) = _sweep(c, data, 'ntk', 16, hp, make_model)
+  other_width, _ = _sweep(c, data, 'ntk', 8, hp, make_model)
   assert mup['compiled'] >= 2 and mup['shared'] == 0
   assert ntk == dict(compiled=0, shared=mup['compiled'])
   assert other_width['shared'] == 0   # other shapes: other programs
@@ -40,9 +56,10 @@ def test_mup_and_ntk_at_one_width_share_every_program_with_the_same_numbers(monk
   # the reference: the same sweeps with the numbers as constants in the programs, which then differ
   monkeypatch.setattr(lanes, 'with_multipliers', lambda hp, *args: hp)
   monkeypatch.setattr(lanes, '_EXECUTABLES', collections.OrderedDict())
-  ref_mup, (_, r_mup, _) = _sweep(c, data, 'mup', 16, hp)
-  ref_ntk, (_, r_ntk, r_d_ntk) = _sweep(c, data, 'ntk', 16, hp)
-  # with constants only the programs that never read them (init) are shared
+  ref_mup, (_, r_mup, _) = _sweep(c, data, 'mup', 16, hp, make_model)
+  ref_ntk, (_, r_ntk, r_d_ntk) = _sweep(c, data, 'ntk', 16, hp, make_model)
+  # with constants only the programs that never read them are shared (the project's init; none for a module whose
+  # biases are stored divided by their multipliers)
   assert ref_ntk['compiled'] >= 1 and ref_ntk['shared'] < ntk['shared']
   np.testing.assert_array_equal(d_ntk, r_d_ntk)
   for k in train.METRICS:
