@@ -108,7 +108,10 @@ def defaults(model: str = 'mlp', data: str = 'mnist1d', optimizer: str = 'sgd') 
   # microbatches: the training batch split into this many equal micro-batches whose gradients a device loop sums
   # (models with independent examples only); 0 = auto: split on CPU for convolutional models whose activations
   # would not fit the caches (lanes.choose_microbatches), 1 elsewhere
-  c.program = dict(lanes='auto', steps='auto', microbatches=0)
+  # pad_to_share: a group of vmapped lanes pads to the lane count of a group at the same width and depth with at
+  # most this fraction more lanes, when their programs are then one (μP and NTP: the numbers are inputs), and runs
+  # its compiled programs instead of compiling its own (runner._Sweeps.lanes_to_share); 0: never pad
+  c.program = dict(lanes='auto', steps='auto', microbatches=0, pad_to_share=0.25)
   return c
 
 
@@ -296,6 +299,8 @@ def _validate_lanes(c):
           f'{c.program.lanes!r} is not allowed; allowed: {", ".join(PROGRAM_LANES)}')
   require(c.program.steps in PROGRAM_STEPS, 'program.steps',
           f'{c.program.steps!r} is not allowed; allowed: {", ".join(PROGRAM_STEPS)}')
+  require(0 <= c.program.pad_to_share <= 1, 'program.pad_to_share',
+          f'{c.program.pad_to_share}: give a fraction of a group\'s lanes between 0 (never pad) and 1')
   micro = c.program.microbatches
   require(micro == 0 or (micro >= 1 and c.data.batch_size % micro == 0), 'program.microbatches',
           f'{micro}: give 0 (auto) or a number >= 1 that divides data.batch_size ({c.data.batch_size})')

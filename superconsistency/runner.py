@@ -135,6 +135,7 @@ class _Sweeps:
 
   def __init__(self, plan: Plan):
     self.plan, self.group, self.sweep = plan, None, None
+    self._signatures = {}
 
   def clear(self) -> None:
     self.group, self.sweep = None, None
@@ -143,9 +144,31 @@ class _Sweeps:
     if g != self.group:
       self.sweep = None   # free the previous group's programs first
       p = self.plan
-      self.sweep = lanes_lib.compile_sweep(p.models[p.groups[g]], p.sweep_data, p.cfg, p.hps[p.groups[g][0]], p.mesh)
+      self.sweep = lanes_lib.compile_sweep(p.models[p.groups[g]], p.sweep_data, p.cfg, p.hps[p.groups[g][0]], p.mesh,
+                                           lanes_at_least=self.lanes_to_share(g))
       self.group = g
     return self.sweep
+
+  def _signature(self, g):
+    if g not in self._signatures:
+      p = self.plan
+      self._signatures[g] = lanes_lib.program_signature(p.models[p.groups[g]], p.sweep_data, p.cfg,
+                                                        p.hps[p.groups[g][0]], p.mesh)
+    return self._signatures[g]
+
+  def lanes_to_share(self, g) -> int:
+    """The lanes group g's sweep is compiled for: its own, or the most of any group at the same depth and width
+    with at most `program.pad_to_share` (a fraction) more lanes whose programs are the same at a common lane count
+    (lanes_lib.program_signature). Padded, the smaller group runs the larger's programs instead of compiling its
+    own: the quickstart's μP (24 lanes) pads to NTP's 27."""
+    p = self.plan
+    count = lambda h: int(p.hps[p.groups[h][0]].lr.shape[0])
+    mine, limit = count(g), p.cfg.program.pad_to_share
+    peers = [h for h in range(len(p.groups)) if p.groups[h][1:] == p.groups[g][1:]
+             and mine < count(h) <= mine * (1 + limit)]
+    if not peers or self._signature(g) is None:
+      return mine
+    return max([count(h) for h in peers if self._signature(h) == self._signature(g)], default=mine)
 
 
 def _restore_target(sweeps: _Sweeps, meta):
@@ -339,7 +362,8 @@ def train_group(plan: Plan, g: int, sweeps: _Sweeps, saver: _Saver, writers: dic
                                        measure_fraction_flops=sweep.measure_fraction(), flops=done.flops,
                                        **sweep.measure_time_split(),
                                        run_s=round(time.time() - start - trace_s - compile_s, 2),
-                                       lane_steps_run=lane_steps.run, **sweep.program_counts())
+                                       lane_steps_run=lane_steps.run, **sweep.program_counts(),
+                                       padded_lanes=int(sweep.hp_host.lr.shape[0]) - sweep.num_lanes)
   return Spent(trace_s, compile_s, done.flops, done.exact, lane_steps.run, lane_steps.saved)
 
 

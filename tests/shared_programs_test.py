@@ -87,3 +87,30 @@ def test_learning_rate_from_lifted_factors_is_the_multiplier_bit_for_bit(name):
         for g, value in zip(gamma0, got):
           ref = jnp.asarray(pz.lr_multiplier(p, kind, optimizer, 384, 6, g), jnp.float32)
           assert np.asarray(value).tobytes() == np.asarray(ref).tobytes(), (name, convention, kind, optimizer, g)
+
+
+def test_a_group_with_fewer_lanes_pads_to_run_the_programs_of_one_with_more(tmp_path, monkeypatch):
+  """program.pad_to_share: μP's 2 lanes pad to NTP's 3 at the same width, so NTP compiles nothing; μP's rows are
+  those of its unpadded run (the training bit for bit, the Hessian products to float rounding)."""
+  import csv
+  import superconsistency as sc
+  runs, rows = {}, {}
+  for share in (0.5, 0.0):
+    monkeypatch.setattr(lanes, '_EXECUTABLES', collections.OrderedDict())
+    c = shrunk_quickstart()
+    c.widths, c.sweep.lrs.ntk, c.program.pad_to_share = (16,), (1.0, 2.0, 4.0), share
+    summary = sc.run(c, str(tmp_path / str(share)), plots=False, progress=False)
+    runs[share] = {g['parameterization']: g for g in summary['programs']}
+    with open(tmp_path / str(share) / 'metrics.csv') as f:
+      rows[share] = list(csv.DictReader(f))
+  padded, alone = runs[0.5], runs[0.0]
+  assert padded['mup']['padded_lanes'] == 1 and padded['ntk']['padded_lanes'] == 0
+  assert padded['ntk']['compiled'] == 0 and padded['ntk']['shared'] == padded['mup']['compiled'] >= 2
+  assert alone['mup']['padded_lanes'] == 0 and alone['ntk']['compiled'] >= 2 and alone['ntk']['shared'] == 0
+  assert padded['mup']['lane_steps_run'] == 3 * c.num_steps and alone['mup']['lane_steps_run'] == 2 * c.num_steps
+  assert len(rows[0.5]) == len(rows[0.0]) > 0
+  for a, b in zip(rows[0.5], rows[0.0]):
+    for key in ('parameterization', 'lr', 'seed', 'step', 'train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy'):
+      assert a[key] == b[key], key
+    for key in ('sharpness', 'lr_sharpness'):
+      np.testing.assert_allclose(float(a[key]), float(b[key]), rtol=2e-6, err_msg=key)
