@@ -3,8 +3,8 @@ sharpness measured in the loop.
 
     python -m superconsistency --config=configs/quickstart.py --workdir=runs/quickstart
 
-Runtime: about 2–3 minutes on a 2-core laptop CPU (float32; 134 s measured cold with the compile cache off,
-compilation included, 2026-12-03; 303 s for an earlier version while another run shared the cores).
+Runtime: about 2–3 minutes on a 2-core laptop CPU (float32; 136 s measured from a fresh clone, 19 s of it
+compiling, 2026-12-04; 303 s for an earlier version while another run shared the cores).
 Expect (best_rate.py's rule, 3 seeds): μP's best rate transfers: drift +0.04 decades from N = 64 to 512, interval
 [-0.21, +0.30] inside the tolerance ±0.45; NTP's shifts: +0.80 decades [+0.48, +1.00] (on the machine that made
 results/quickstart; another processor rounds differently, and one gave NTP [+0.10, +1.07]: inconclusive). The
