@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import lzma
 import math
 import os
+import subprocess
 import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _read(workdir):
@@ -65,6 +70,19 @@ def compare(old_dir, new_dir, rtol=0.0) -> dict:
               differing_values=differing, largest_relative_difference=worst,
               largest_finite_relative_difference=worst_finite,
               differing_by_step=dict(sorted(by_step.items(), key=lambda kv: float(kv[0]))))
+
+
+def run_cli(config, workdir, *overrides) -> tuple:
+  """One cold run of `config` through the CLI (compile cache off) into `workdir`, for a comparison: (wall seconds
+  of the whole command, its summary.json). Exits naming the command and its stderr if the run fails."""
+  cmd = [sys.executable, '-m', 'superconsistency', f'--config={config}', f'--workdir={workdir}', '--overwrite',
+         '--progress=false', '--compile_cache=false', *overrides]
+  start = time.time()
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+  if proc.returncode != 0:
+    raise SystemExit(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    return time.time() - start, json.load(f)
 
 
 def main(argv=None) -> int:

@@ -12,12 +12,9 @@ the lanes that stay run on in a smaller compiled program, whose float rounding m
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_metrics  # noqa: E402
@@ -29,15 +26,8 @@ QUICK = ['--config.depths=(2,)', '--config.num_steps=100', '--config.measure_eve
 
 
 def run(config, workdir, retire, extra):
-  cmd = [sys.executable, '-m', 'superconsistency', f'--config={config}', f'--workdir={workdir}', '--overwrite',
-         '--progress=false', '--compile_cache=false', f'--config.sweep.retire_diverged={retire}', *extra]
-  start = time.time()
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-  if proc.returncode != 0:
-    raise SystemExit(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
-  return dict(wall=time.time() - start, summary=summary)
+  wall, summary = compare_metrics.run_cli(config, workdir, f'--config.sweep.retire_diverged={retire}', *extra)
+  return dict(wall=wall, summary=summary)
 
 
 def main(argv=None):

@@ -15,10 +15,8 @@ another order).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,16 +32,9 @@ TRAINING = ('train_loss', 'batch_loss', 'eval_loss', 'eval_accuracy', 'diverged'
 
 
 def run(config, workdir, share, extra):
-  cmd = [sys.executable, '-m', 'superconsistency', f'--config={config}', f'--workdir={workdir}', '--overwrite',
-         '--progress=false', '--compile_cache=false', f'--config.program.pad_to_share={share}', *extra]
-  start = time.time()
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-  if proc.returncode != 0:
-    raise SystemExit(f'{" ".join(cmd)} failed:\n{proc.stderr[-3000:]}')
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
+  wall, summary = compare_metrics.run_cli(config, workdir, f'--config.program.pad_to_share={share}', *extra)
   by = lambda p, key: sum(g[key] for g in summary['programs'] if g['parameterization'] == p)
-  return dict(wall=time.time() - start, **summary['wall_time_s'], mup_run=by('mup', 'run_s'),
+  return dict(wall=wall, **summary['wall_time_s'], mup_run=by('mup', 'run_s'),
               ntk_run=by('ntk', 'run_s'), compiled=by('mup', 'compiled') + by('ntk', 'compiled'),
               shared=by('mup', 'shared') + by('ntk', 'shared'), padded=by('mup', 'padded_lanes'))
 
