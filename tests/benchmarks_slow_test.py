@@ -14,7 +14,8 @@ from conftest import ROOT
                                             ('warm_start.py', 'HVPs (= Lanczos iterations) to reach λ_max'),
                                             ('figure1.py', 'Targets of the issue'),
                                             ('conv.py', 'layer formulations, vmapped or unrolled lanes'),
-                                            ('retire.py', 'diverged lanes kept vs retired')])
+                                            ('retire.py', 'diverged lanes kept vs retired'),
+                                            ('share.py', 'padding off vs on')])
 def test_benchmark_quick_mode_writes_report(tmp_path, script, heading):
   out = tmp_path / 'report.md'
   proc = subprocess.run([sys.executable, f'benchmarks/{script}', '--quick', '--out', str(out)], cwd=ROOT,
