@@ -595,13 +595,19 @@ def compile_sweep(model, data, cfg, hp: LaneHparams, mesh, measurements=measurem
   """The compiled sweep of the lanes `hp` on `mesh`; `choice` overrides choose_program's (benchmarks compare
   programs with it). `lanes_at_least`: pad the batch to this many lanes (copies of the last one), so that its
   programs are those of another group with that many (program_signature)."""
-  choice = choose_program(model, data, cfg, mesh) if choice is None else choice
-  hp = with_multipliers(hp, model, cfg.optimizer, cfg.dtype)
-  program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host',
-                              microbatches=choice.microbatches)
+  choice, hp, program = _lane_program(model, data, cfg, hp, mesh, measurements, choice)
   num_lanes = int(hp.lr.shape[0])
   hp_host = _pad_lanes(hp, num_lanes, distributed.padded_lanes(max(num_lanes, lanes_at_least), mesh))
   return Sweep(program, cfg, hp_host, mesh, distributed.put_replicated(data.arrays, mesh), choice, num_lanes)
+
+
+def _lane_program(model, data, cfg, hp: LaneHparams, mesh, measurements=measurements_lib.MEASUREMENTS,
+                  choice: ProgramChoice | None = None) -> tuple:
+  """(choice, hp with the parameterization's numbers as inputs, the lane program) as a sweep of `hp` builds them."""
+  choice = choose_program(model, data, cfg, mesh) if choice is None else choice
+  program = make_lane_program(model, data, cfg, mesh, measurements, unroll_solvers=choice.steps == 'host',
+                              microbatches=choice.microbatches)
+  return choice, with_multipliers(hp, model, cfg.optimizer, cfg.dtype), program
 
 
 def program_signature(model, data, cfg, hp: LaneHparams, mesh) -> str | None:
@@ -609,18 +615,16 @@ def program_signature(model, data, cfg, hp: LaneHparams, mesh) -> str | None:
   choice and one lane's init and chunk as jaxprs (their text and the values of the constants they close over),
   with the parameterization's numbers as inputs. None for host lanes, whose programs are one lane's at any count.
   Equal digests only make padding worth trying; CompiledOnce's key decides what is shared."""
-  choice = choose_program(model, data, cfg, mesh)
+  choice, hp, program = _lane_program(model, data, cfg, hp, mesh)
   if choice.lanes == 'host':
     return None
-  program = make_lane_program(model, data, cfg, mesh, unroll_solvers=choice.steps == 'host',
-                              microbatches=choice.microbatches)
-  hp1 = jax.tree.map(lambda a: np.asarray(a)[0], with_multipliers(hp, model, cfg.optimizer, cfg.dtype))
+  hp1 = jax.tree.map(lambda a: np.asarray(a)[0], hp)
   digest = hashlib.sha256(repr(choice).encode())
   for f, args in ((program.init, (hp1,)), (program.chunk, (jax.eval_shape(program.init, hp1), hp1, data.arrays, 0))):
     closed = jax.make_jaxpr(f)(*args)
     digest.update(str(closed.jaxpr).encode())
     for const in closed.consts:
-      if jnp.issubdtype(getattr(const, 'dtype', None) or np.float32, jax.dtypes.prng_key):
+      if jax.dtypes.issubdtype(getattr(const, 'dtype', np.float32), jax.dtypes.prng_key):
         const = jax.random.key_data(const)
       const = np.asarray(const)
       digest.update(repr((const.shape, const.dtype.str)).encode() + const.tobytes())
